@@ -1,0 +1,106 @@
+"""One frozen, validated description of a classification job, shared by Spark, Beam and the CLI.
+
+It is built and checked on the driver or launcher (no model is loaded there), shipped to workers by
+pickling, and turned into results on the worker with :meth:`ClassifyConfig.classify`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.loading import ModelSource, check_device, check_dtype
+from gliclass_pipelines.results import check_output, needs_all_labels, shape
+from gliclass_pipelines.taxonomy import Taxonomy
+
+logger = logging.getLogger(__name__)
+
+LONG_TEXT_POLICIES = ("truncate", "chunk")
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """What to run: the model, the labels (shared, or per row) and how to shape the output."""
+
+    model: str
+    labels: Any = None  # a Taxonomy, a list of labels, a hierarchy; None for per-row labels only
+    per_row_labels: bool = False
+    threshold: float = 0.5
+    multi_label: bool = True
+    output: str = "labels"
+    device: str = "auto"
+    dtype: str = "auto"
+    long_text: str = "truncate"
+    batch_tokens: int | None = None
+    max_length: int | None = None
+    num_threads: int | None = None
+    options: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        ModelSource.parse(self.model)
+        if self.labels is None and not self.per_row_labels:
+            raise ConfigError("give labels (a list, a hierarchy or a Taxonomy) or a per-row labels column")
+        if self.labels is not None:
+            object.__setattr__(self, "labels", Taxonomy.coerce(self.labels))
+        threshold = self.threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+            raise ConfigError(f"threshold must be a number in [0, 1], got {threshold!r}")
+        check_output(self.output)
+        object.__setattr__(self, "device", check_device(self.device))
+        object.__setattr__(self, "dtype", check_dtype(self.dtype))
+        if self.long_text not in LONG_TEXT_POLICIES:
+            raise ConfigError(f"long_text must be one of {LONG_TEXT_POLICIES}, got {self.long_text!r}")
+        for name in ("batch_tokens", "max_length", "num_threads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+    def with_(self, **changes: Any) -> ClassifyConfig:
+        return replace(self, **changes)
+
+    def classifier(self, engine_device: str | None = None) -> Any:
+        """The process-wide model for this job, loaded on first use (on the worker)."""
+        from gliclass_pipelines.engine import Classifier
+
+        return Classifier.load(
+            self.model,
+            device=self.device,
+            dtype=self.dtype,
+            engine_device=engine_device,
+            max_length=self.max_length,
+            num_threads=self.num_threads,
+        )
+
+    def classify(
+        self, texts: Sequence[Any], row_labels: Sequence[Any] | None = None, engine_device: str | None = None
+    ) -> tuple[list[Any], Any]:
+        """Shaped records for `texts`, and the classifier's Output (reasons, counts)."""
+        labels = self._labels_for(texts, row_labels)
+        out = self.classifier(engine_device).run(
+            texts,
+            labels,
+            threshold=self.threshold,
+            multi_label=self.multi_label,
+            return_all=needs_all_labels(self.output),
+            long_text=self.long_text,
+            batch_tokens=self.batch_tokens,
+            per_row=row_labels is not None,
+            **self.options,
+        )
+        for i, reason in enumerate(out.reasons):
+            if reason is not None and reason not in ("null text", "blank text"):
+                logger.warning("row %d gave a null result: %s", i, reason)
+        return shape(out.results, self.output), out
+
+    def _labels_for(self, texts: Sequence[Any], row_labels: Sequence[Any] | None) -> Any:
+        if row_labels is None:
+            if self.labels is None:
+                raise ConfigError("this job classifies with per-row labels, but none were given")
+            return self.labels
+        rows = [None if labels is None else [x for x in labels] for labels in row_labels]
+        if len(rows) != len(texts):
+            raise ConfigError(f"got {len(rows)} label lists for {len(texts)} texts")
+        return rows

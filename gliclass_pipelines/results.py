@@ -1,0 +1,62 @@
+"""Output records and their Arrow and Spark schemas, shared by every adapter.
+
+- ``labels``: ``array<struct<label:string,score:float>>``, sorted by descending score;
+- ``top``: ``struct<label:string,score:float>``, the best label whatever the threshold;
+- ``scores``: ``map<string,float>`` of every label.
+
+A null input gives a null record. Per-row labels that are null or empty give an empty record
+(``[]``, ``{}``, or null for ``top``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gliclass_pipelines.errors import ConfigError
+
+OUTPUTS = ("labels", "top", "scores")
+SPARK_DDL = {
+    "labels": "array<struct<label:string,score:float>>",
+    "top": "struct<label:string,score:float>",
+    "scores": "map<string,float>",
+}
+
+Result = list[dict[str, Any]] | None
+
+
+def check_output(output: str) -> str:
+    if output not in OUTPUTS:
+        raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    return output
+
+
+def needs_all_labels(output: str) -> bool:
+    """Whether shaping needs every label's score rather than the thresholded ones."""
+    return output != "labels"
+
+
+def shape(results: list[Result], output: str) -> list[Any]:
+    """Turn the classifier's per-row results into records of one output kind."""
+    if output == "labels":
+        return results
+    if output == "top":
+        return [r[0] if r else None for r in results]
+    return [None if r is None else {x["label"]: x["score"] for x in r} for r in results]
+
+
+def arrow_type(output: str) -> Any:
+    import pyarrow as pa
+
+    item = pa.struct([pa.field("label", pa.string()), pa.field("score", pa.float32())])
+    return {"labels": pa.list_(item), "top": item, "scores": pa.map_(pa.string(), pa.float32())}[
+        check_output(output)
+    ]
+
+
+def to_arrow(records: list[Any], output: str) -> Any:
+    """An Arrow array of shaped records (maps as lists of pairs, as Arrow expects)."""
+    import pyarrow as pa
+
+    if output == "scores":
+        records = [None if r is None else list(r.items()) for r in records]
+    return pa.array(records, type=arrow_type(output))

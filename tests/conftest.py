@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def read_jsonl(name: str, limit: int) -> list[dict]:
+    rows = []
+    with open(DATA_DIR / name, encoding="utf-8") as handle:
+        for line in handle:
+            rows.append(json.loads(line))
+            if len(rows) >= limit:
+                break
+    return rows
+
+
+@pytest.fixture(scope="session")
+def debian_rows() -> list[dict]:
+    return read_jsonl("debian_packages.jsonl", 400)
+
+
+@pytest.fixture(scope="session")
+def debian_texts(debian_rows) -> list[str]:
+    return [row["text"] for row in debian_rows]
+
+
+@pytest.fixture(scope="session")
+def checkpoint_factory(tmp_path_factory):
+    """Build each tiny checkpoint variant once per session: factory(**variant) -> Path."""
+    from gliclass_pipelines.testing import make_tiny_checkpoint
+
+    built: dict[tuple, Path] = {}
+
+    def build(**variant) -> Path:
+        key = tuple(sorted(variant.items()))
+        if key not in built:
+            name = "-".join(f"{k}={v}" for k, v in key) or "default"
+            built[key] = make_tiny_checkpoint(tmp_path_factory.mktemp(name.replace("/", "_")), **variant)
+        return built[key]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(checkpoint_factory) -> Path:
+    return checkpoint_factory()

@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from gliclass_pipelines import Classifier, ConfigError, ModelLoadError, UnsupportedModelError
+from gliclass_pipelines.loading import (
+    REGISTRY,
+    ModelSource,
+    Registry,
+    check_device,
+    copy_remote,
+    load_count,
+    resolve_device,
+    resolve_dtype,
+)
+
+
+@pytest.fixture
+def remote_cache(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "remote-cache"
+    monkeypatch.setenv("GLICLASS_PIPELINES_CACHE", str(root))
+    return root
+
+
+def fresh_copy(tiny_checkpoint: Path, tmp_path: Path, name: str = "copy") -> Path:
+    """A checkpoint at a new path, so the registry has not seen it yet."""
+    return Path(shutil.copytree(tiny_checkpoint, tmp_path / name))
+
+
+def put_in_memory_fs(directory: Path, uri: str) -> None:
+    fs = fsspec.filesystem("memory")
+    root = uri.split("://", 1)[1]
+    for path in directory.rglob("*"):
+        if path.is_file():
+            fs.pipe(f"{root}/{path.relative_to(directory)}", path.read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind", "location", "revision"),
+    [
+        ("knowledgator/gliclass-edge-v3.0", "hub", "knowledgator/gliclass-edge-v3.0", None),
+        ("knowledgator/gliclass-edge-v3.0@a1b2c3", "hub", "knowledgator/gliclass-edge-v3.0", "a1b2c3"),
+        ("gs://bucket/models/edge", "remote", "gs://bucket/models/edge", None),
+        ("file:///opt/models/edge", "local", "/opt/models/edge", None),
+        ("/opt/models/edge", "local", "/opt/models/edge", None),
+    ],
+)
+def test_model_source_formats(spec, kind, location, revision):
+    source = ModelSource.parse(spec)
+    assert (source.kind, source.location, source.revision) == (kind, location, revision)
+
+
+@pytest.mark.parametrize("spec", ["", "  ", "not a model id", "org/name@", "a/b/c", 42])
+def test_bad_model_source_is_a_config_error(spec):
+    with pytest.raises(ConfigError, match="model"):
+        ModelSource.parse(spec)
+
+
+def test_loads_by_local_path_and_file_uri(tiny_checkpoint, tmp_path):
+    path = fresh_copy(tiny_checkpoint, tmp_path)
+    by_path = Classifier.load(str(path), device="cpu")
+    by_uri = Classifier.load(f"file://{path}", device="cpu")
+    assert by_path is by_uri
+    result = by_path.classify(["a text about games"], ["games", "science"], return_all=True)
+    assert [r["label"] for r in result[0]] and len(result[0]) == 2
+
+
+def test_loads_by_remote_fsspec_uri(tiny_checkpoint, remote_cache):
+    uri = "memory://models/tiny-remote-ok"
+    put_in_memory_fs(tiny_checkpoint, uri)
+    clf = Classifier.load(uri, device="cpu")
+    local = Classifier.load(str(tiny_checkpoint), device="cpu")
+    texts = ["a library for parsing xml", "a small arcade game"]
+    assert clf.classify(texts, ["libs", "games"], return_all=True) == local.classify(
+        texts, ["libs", "games"], return_all=True
+    )
+    copies = [p for p in remote_cache.iterdir() if p.is_dir()]
+    assert len(copies) == 1 and (copies[0] / "config.json").is_file()
+
+
+def test_two_loads_in_one_process_give_one_load(tiny_checkpoint, tmp_path):
+    path = fresh_copy(tiny_checkpoint, tmp_path)
+    before = load_count()
+    first = Classifier.load(str(path), device="cpu")
+    second = Classifier.load(str(path), device="cpu", dtype="float32")
+    assert first is second
+    assert load_count() - before == 1
+
+
+def test_four_concurrent_threads_give_one_load(tiny_checkpoint, tmp_path):
+    path = fresh_copy(tiny_checkpoint, tmp_path)
+    before = load_count()
+    start = threading.Barrier(4)
+    got: list[Classifier] = []
+
+    def worker() -> None:
+        start.wait()
+        got.append(Classifier.load(str(path), device="cpu"))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 4 and all(clf is got[0] for clf in got)
+    assert load_count() - before == 1
+
+
+def test_registry_builds_each_key_once_under_contention():
+    registry = Registry()
+    calls = []
+    start = threading.Barrier(8)
+
+    def load():
+        calls.append(1)
+        return object()
+
+    def worker(key):
+        start.wait()
+        registry.get_or_load(key, load)
+
+    threads = [threading.Thread(target=worker, args=(i % 2,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 2 and registry.load_count == 2
+
+
+def test_interrupted_remote_copy_leaves_no_usable_half_copy(tiny_checkpoint, remote_cache, monkeypatch):
+    uri = "memory://models/tiny-remote-interrupted"
+    put_in_memory_fs(tiny_checkpoint, uri)
+    fs_class = type(fsspec.filesystem("memory"))
+    real_get = fs_class.get
+
+    def get_half_then_fail(self, rpath, lpath, recursive=False, **kwargs):
+        Path(lpath).mkdir(parents=True, exist_ok=True)
+        (Path(lpath) / "config.json").write_bytes(self.cat_file(rpath.rstrip("/") + "/config.json"))
+        raise ConnectionError("network dropped mid-copy")
+
+    monkeypatch.setattr(fs_class, "get", get_half_then_fail)
+    with pytest.raises(ModelLoadError, match="network dropped"):
+        copy_remote(uri)
+    assert [p.name for p in remote_cache.iterdir() if p.is_dir()] == []
+
+    monkeypatch.setattr(fs_class, "get", real_get)
+    target = copy_remote(uri)
+    assert (target / "config.json").is_file() and any(target.glob("*.safetensors"))
+
+
+def test_offline_hub_id_error_names_the_model_and_the_fix():
+    with pytest.raises(ModelLoadError) as error:
+        Classifier.load("knowledgator/gliclass-edge-v3.0", device="cpu")
+    message = str(error.value)
+    assert "knowledgator/gliclass-edge-v3.0" in message
+    assert "HF_HUB_OFFLINE=0" in message
+    assert "local checkpoint directory" in message
+
+
+def test_directory_without_config_json(tmp_path):
+    with pytest.raises(ModelLoadError, match="config.json"):
+        Classifier.load(str(tmp_path), device="cpu")
+
+
+def test_unsupported_architecture_is_refused_with_the_supported_ones(tiny_checkpoint, tmp_path):
+    path = fresh_copy(tiny_checkpoint, tmp_path)
+    config = json.loads((path / "config.json").read_text())
+    config["architecture_type"] = "decoder-kv"
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedModelError, match="uni-encoder, bi-encoder"):
+        Classifier.load(str(path), device="cpu")
+
+
+def test_device_resolution_order():
+    assert resolve_device("cpu", engine_device="cuda:1") == "cpu"
+    assert resolve_device("auto", engine_device="cuda:1") == "cuda:1"
+    assert resolve_device("cuda") == "cuda:0"
+    assert resolve_device("auto") == ("cuda:0" if _cuda() else "cpu")
+    assert resolve_dtype("auto", "cpu") == "float32"
+    assert resolve_dtype("bfloat16", "cpu") == "bfloat16"
+    with pytest.raises(ConfigError, match="device"):
+        check_device("gpu0")
+    with pytest.raises(ConfigError, match="dtype"):
+        resolve_dtype("int8", "cpu")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_import_is_cheap():
+    code = (
+        "import sys, gliclass_pipelines, gliclass_pipelines.loading, gliclass_pipelines.taxonomy;"
+        "heavy = [m for m in ('torch', 'pyspark', 'apache_beam', 'transformers') if m in sys.modules];"
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_registry_counter_is_shared(tiny_checkpoint):
+    Classifier.load(str(tiny_checkpoint), device="cpu")
+    assert load_count() == REGISTRY.load_count >= 1
