@@ -1,0 +1,796 @@
+"""The classifier every engine adapter calls: encode, plan batches, forward, postprocess.
+
+Texts are tokenized once, label sections once per label set, and the two are joined as token ids, so
+labels are never truncated: when a sequence is too long, the text is cut (or split into windows) and
+the labels kept. Sequences are sorted by length and cut into batches by a padded-token budget; text
+pooling is masked, so a text's scores do not depend on which texts share its batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from gliclass_pipelines.errors import ConfigError, ModelLoadError
+from gliclass_pipelines.loading import (
+    REGISTRY,
+    ModelSource,
+    check_checkpoint_dir,
+    resolve_device,
+    resolve_dtype,
+)
+from gliclass_pipelines.taxonomy import Example, Taxonomy
+
+logger = logging.getLogger(__name__)
+
+LABEL_MARK, SEP_MARK, EXAMPLE_MARK = "<<LABEL>>", "<<SEP>>", "<<EXAMPLE>>"
+LONG_TEXT_POLICIES = ("truncate", "chunk")
+_PLAN_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class LabelGroup:
+    """Labels that fit in one sequence, with the token ids that go before and after the text."""
+
+    labels: tuple[str, ...]
+    offset: int
+    head: tuple[int, ...]
+    tail: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LabelPlan:
+    """A label set prepared once: its groups (uni-encoder) or label embeddings (bi-encoder)."""
+
+    labels: tuple[str, ...]
+    groups: tuple[LabelGroup, ...]
+    thresholds: np.ndarray
+    key: Any = field(compare=False, default=None)
+
+
+@dataclass
+class Sequence_:
+    """One model input: a text (or a window of it) with one label group."""
+
+    row: int
+    plan: LabelPlan
+    group: LabelGroup
+    ids: list[int]
+
+
+@dataclass
+class Batch:
+    sequences: list[Sequence_]
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+
+    @property
+    def real_tokens(self) -> int:
+        return sum(len(s.ids) for s in self.sequences)
+
+    @property
+    def padded_tokens(self) -> int:
+        return int(self.input_ids.numel())
+
+
+@dataclass
+class Output:
+    """What one classify call produced: one result per input, and why a result is missing."""
+
+    results: list[list[dict[str, Any]] | None]
+    truncated: list[bool]
+    reasons: list[str | None]
+    stats: Counter
+
+
+def _is_blank(text: Any) -> bool:
+    return (
+        text is None
+        or (isinstance(text, float) and text != text)
+        or (isinstance(text, str) and not text.strip())
+    )
+
+
+def format_examples(examples: Sequence[Example]) -> str:
+    """Few-shot examples in the reference's training format, closed by one <<SEP>>."""
+    if not examples:
+        return ""
+    parts = [f"{EXAMPLE_MARK}{ex.text} \nLabels:\n {', '.join(ex.labels)}" for ex in examples]
+    return "".join(parts) + SEP_MARK
+
+
+def label_block(labels: Sequence[str]) -> str:
+    return "".join(f"{LABEL_MARK}{label}" for label in labels) + SEP_MARK
+
+
+class Classifier:
+    """A loaded GLiClass model that classifies batches of texts against a label taxonomy.
+
+    Build it with :meth:`load`, which returns the process-wide instance for a (source, device, dtype).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        source: str,
+        device: str,
+        dtype: str,
+        label_tokenizer: Any = None,
+        max_length: int | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.label_tokenizer = label_tokenizer
+        self.source = source
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.config = model.config
+        self.inner = model.model
+        self.architecture = self.config.architecture_type
+        self.prompt_first = bool(self.config.prompt_first)
+        self.max_length = max_length or default_max_length(self.config)
+        self.pooling = self.config.pooling_strategy
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.prefix, self.suffix = _special_affixes(tokenizer)
+        self.metrics: Counter = Counter()
+        self._lock = threading.Lock()
+        self._plans: OrderedDict[Any, LabelPlan] = OrderedDict()
+        self._label_embeddings: dict[tuple[str, ...], torch.Tensor] = {}
+        self.load_seconds = 0.0
+        self.joint_tokenization = not self._segments_match_reference()
+        if self.joint_tokenization:
+            logger.warning("tokenizer of %s is context-sensitive: tokenizing each row whole", source)
+
+    # ------------------------------------------------------------------------------------------------
+    # Loading
+
+    @classmethod
+    def load(
+        cls,
+        model: str | os.PathLike[str],
+        *,
+        device: str | None = "auto",
+        dtype: str | None = "auto",
+        engine_device: str | None = None,
+        max_length: int | None = None,
+        num_threads: int | None = None,
+    ) -> Classifier:
+        """The process-wide classifier for (model, device, dtype); loaded on first use, then shared."""
+        source = ModelSource.parse(model)
+        resolved_device = resolve_device(device, engine_device)
+        resolved_dtype = resolve_dtype(dtype, resolved_device)
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        key = (source, resolved_device, resolved_dtype, max_length)
+        return REGISTRY.get_or_load(
+            key, lambda: cls._load(source, resolved_device, resolved_dtype, max_length)
+        )
+
+    @classmethod
+    def _load(cls, source: ModelSource, device: str, dtype: str, max_length: int | None) -> Classifier:
+        import time
+
+        started = time.perf_counter()
+        directory = source.fetch()
+        model, tokenizer, label_tokenizer = _load_checkpoint(directory, str(source))
+        model.to(device=torch.device(device), dtype=getattr(torch, dtype)).eval()
+        clf = cls(
+            model,
+            tokenizer,
+            source=str(source),
+            device=device,
+            dtype=dtype,
+            label_tokenizer=label_tokenizer,
+            max_length=max_length,
+        )
+        clf.load_seconds = time.perf_counter() - started
+        logger.info("loaded %s on %s (%s) in %.1fs", source, device, dtype, clf.load_seconds)
+        return clf
+
+    # ------------------------------------------------------------------------------------------------
+    # Public API
+
+    def classify(
+        self,
+        texts: Sequence[str | None],
+        labels: Any,
+        threshold: float = 0.5,
+        multi_label: bool = True,
+        return_all: bool = False,
+        **options: Any,
+    ) -> list[list[dict[str, Any]] | None]:
+        """One result per text: None for a null or blank text, else labels sorted by descending score."""
+        return self.run(
+            texts, labels, threshold=threshold, multi_label=multi_label, return_all=return_all, **options
+        ).results
+
+    def run(
+        self,
+        texts: Sequence[Any],
+        labels: Any,
+        *,
+        threshold: float = 0.5,
+        multi_label: bool = True,
+        return_all: bool = False,
+        long_text: str = "truncate",
+        chunk_overlap: int = 64,
+        batch_tokens: int | None = None,
+        max_batch_rows: int = 256,
+        prompt: str | None = None,
+        examples: Any = None,
+        per_row: bool | None = None,
+    ) -> Output:
+        """Like :meth:`classify`, and also says which texts were truncated and why a result is None."""
+        check_run_options(threshold, long_text, chunk_overlap, batch_tokens, max_batch_rows)
+        texts = list(texts)
+        per_row = is_per_row(labels) if per_row is None else per_row
+        row_plans, reasons = self._row_plans(texts, labels, per_row, threshold, prompt, examples)
+        stats: Counter = Counter(rows=len(texts))
+        unique_rows, first_of, keys = _deduplicate(texts, row_plans, reasons)
+        stats["duplicates"] = len(texts) - len(unique_rows) - sum(r is not None for r in reasons)
+        sequences, truncated_unique = self._encode(
+            [texts[i] for i in unique_rows],
+            [row_plans[i] for i in unique_rows],
+            long_text,
+            chunk_overlap,
+            prompt_of(labels, prompt),
+        )
+        logits = self._score(sequences, len(unique_rows), batch_tokens, max_batch_rows, stats)
+        results: list[list[dict[str, Any]] | None] = [None] * len(texts)
+        truncated = [False] * len(texts)
+        for i, key in enumerate(keys):
+            if key is None:
+                continue
+            u = first_of[key]
+            plan = row_plans[i]
+            results[i] = _predictions(plan, logits[u], multi_label, return_all) if plan.labels else []
+            truncated[i] = truncated_unique[u]
+        for reason in reasons:
+            if reason is not None:
+                stats["null_inputs" if reason in ("null text", "blank text") else "failed"] += 1
+        stats["truncated"] = sum(truncated)
+        with self._lock:
+            self.metrics.update(stats)
+        return Output(results, truncated, reasons, stats)
+
+    def prepare(
+        self, labels: Any, *, threshold: float = 0.5, prompt: str | None = None, examples: Any = None
+    ) -> LabelPlan:
+        """Check and tokenize a label set once (raises ConfigError); later calls reuse the plan."""
+        taxonomy = labels if isinstance(labels, Taxonomy) else Taxonomy.coerce(labels)
+        if prompt is not None or examples is not None:
+            taxonomy = Taxonomy(
+                taxonomy.labels,
+                taxonomy.thresholds,
+                prompt if prompt is not None else taxonomy.prompt,
+                _examples(examples) or taxonomy.examples,
+                taxonomy.separator,
+            )
+        return self._plan(taxonomy, threshold)
+
+    # ------------------------------------------------------------------------------------------------
+    # Labels
+
+    def _row_plans(
+        self,
+        texts: list[Any],
+        labels: Any,
+        per_row: bool,
+        threshold: float,
+        prompt: str | None,
+        examples: Any,
+    ) -> tuple[list[LabelPlan | None], list[str | None]]:
+        reasons: list[str | None] = [None] * len(texts)
+        for i, text in enumerate(texts):
+            if _is_blank(text):
+                reasons[i] = "null text" if text is None or isinstance(text, float) else "blank text"
+            elif not isinstance(text, str):
+                reasons[i] = f"text is a {type(text).__name__}, not a string"
+        if not per_row:
+            plan = self.prepare(labels, threshold=threshold, prompt=prompt, examples=examples)
+            return [plan] * len(texts), reasons
+        if len(labels) != len(texts):
+            raise ConfigError(f"per-row labels: got {len(labels)} label lists for {len(texts)} texts")
+        plans: list[LabelPlan | None] = []
+        for i, row_labels in enumerate(labels):
+            if reasons[i] is not None:
+                plans.append(None)
+            elif row_labels is None or len(row_labels) == 0:
+                plans.append(LabelPlan((), (), np.zeros(0)))
+            else:
+                try:
+                    plans.append(
+                        self.prepare(list(row_labels), threshold=threshold, prompt=prompt, examples=examples)
+                    )
+                except ConfigError as exc:
+                    reasons[i] = f"invalid labels: {exc}"
+                    plans.append(None)
+        return plans, reasons
+
+    def _plan(self, taxonomy: Taxonomy, threshold: float) -> LabelPlan:
+        key = (taxonomy, threshold)
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is not None:
+                self._plans.move_to_end(key)
+                return plan
+        plan = self._build_plan(taxonomy, threshold)
+        with self._lock:
+            self._plans[key] = plan
+            if len(self._plans) > _PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
+        return plan
+
+    def _build_plan(self, taxonomy: Taxonomy, threshold: float) -> LabelPlan:
+        thresholds = np.asarray(taxonomy.thresholds_for(threshold), dtype=np.float64)
+        if self.architecture == "bi-encoder":
+            group = LabelGroup(taxonomy.labels, 0, (), ())
+            return LabelPlan(taxonomy.labels, (group,), thresholds, key=taxonomy)
+        examples = format_examples(taxonomy.examples)
+        groups = self._label_groups(taxonomy.labels, taxonomy.prompt or "", examples)
+        return LabelPlan(taxonomy.labels, tuple(groups), thresholds, key=taxonomy)
+
+    def _label_groups(self, labels: tuple[str, ...], prompt: str, examples: str) -> list[LabelGroup]:
+        """Split the labels into groups whose sequences leave room for the text."""
+        fixed = len(self.prefix) + len(self.suffix)
+        room = self.max_length - fixed - self.min_text_tokens
+        extra = self._tokens(examples) + ([] if self.prompt_first else self._tokens(SEP_MARK + prompt)[1:])
+        sizes = [len(ids) for ids in self._tokens_many([f"{LABEL_MARK}{label}" for label in labels])]
+        groups, start, used = [], 0, len(self._tokens(SEP_MARK)) + len(extra)
+        for i, size in enumerate(sizes):
+            if used + size > room and i > start:
+                groups.append(self._group(labels[start:i], start, prompt, examples))
+                start, used = i, len(self._tokens(SEP_MARK)) + len(extra)
+            used += size
+            if used > room:
+                raise ConfigError(
+                    f"label {labels[i]!r} (with the prompt and examples) needs {used} tokens, more than the "
+                    f"{room} a sequence of max_length={self.max_length} can spare for labels; shorten it"
+                )
+        groups.append(self._group(labels[start:], start, prompt, examples))
+        return groups
+
+    def _group(self, labels: tuple[str, ...], offset: int, prompt: str, examples: str) -> LabelGroup:
+        block = label_block(labels)
+        if self.prompt_first:
+            return LabelGroup(labels, offset, tuple(self._tokens(block)), tuple(self._tokens(examples)))
+        return LabelGroup(labels, offset, (), tuple(self._tokens(block + prompt + examples)))
+
+    @property
+    def min_text_tokens(self) -> int:
+        return max(16, self.max_length // 8)
+
+    # ------------------------------------------------------------------------------------------------
+    # Tokens
+
+    def _tokens(self, text: str) -> list[int]:
+        return self._tokens_many([text])[0] if text else []
+
+    def _tokens_many(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    def _text_strings(self, texts: list[str], prompt: str) -> list[str]:
+        if self.architecture == "bi-encoder":
+            return [f"{prompt} {text}" for text in texts] if prompt else texts
+        if self.prompt_first:
+            return [SEP_MARK + prompt + text for text in texts]
+        return texts
+
+    def _text_ids(self, texts: list[str], prompt: str, cap: int | None) -> list[list[int]]:
+        """Token ids of each text in its place in the sequence (without labels and special tokens).
+
+        With a cap (truncate policy), very long strings are cut by characters before tokenizing, and
+        tokenized whole only if the cut leaves too few tokens to be sure of the first `cap`.
+        """
+        strings = self._text_strings(texts, prompt)
+        limit = None if cap is None else max(4096, cap * 64)
+        if limit is not None:
+            strings = [s[:limit] if len(s) > limit else s for s in strings]
+        ids = self._tokens_many(strings)
+        if limit is not None:
+            for i, text in enumerate(texts):
+                if len(text) > limit and len(ids[i]) <= cap + 32:
+                    ids[i] = self._tokens_many(self._text_strings([text], prompt))[0]
+        if self.architecture == "uni-encoder" and self.prompt_first:
+            ids = [row[1:] for row in ids]
+        return ids
+
+    def _encode(
+        self, texts: list[str], plans: list[LabelPlan], long_text: str, overlap: int, prompt: str
+    ) -> tuple[list[Sequence_], list[bool]]:
+        fixed = len(self.prefix) + len(self.suffix)
+        cap = self.max_length if long_text == "truncate" else None
+        text_ids = self._text_ids(texts, prompt, cap)
+        sequences: list[Sequence_] = []
+        truncated = [False] * len(texts)
+        for row, (ids, plan) in enumerate(zip(text_ids, plans)):
+            for group in plan.groups:
+                budget = self.max_length - fixed - len(group.head) - len(group.tail)
+                if self.joint_tokenization and len(ids) <= budget:
+                    windows = [None]
+                elif len(ids) <= budget:
+                    windows = [ids]
+                else:
+                    truncated[row] = True
+                    windows = [ids[:budget]] if long_text == "truncate" else _windows(ids, budget, overlap)
+                for window in windows:
+                    full = (
+                        self._joint_ids(texts[row], plan, group, prompt)
+                        if window is None
+                        else [*self.prefix, *group.head, *window, *group.tail, *self.suffix]
+                    )
+                    sequences.append(Sequence_(row, plan, group, full))
+        return sequences, truncated
+
+    def _joint_ids(self, text: str, plan: LabelPlan, group: LabelGroup, prompt: str) -> list[int]:
+        taxonomy = plan.key
+        examples = format_examples(taxonomy.examples) if isinstance(taxonomy, Taxonomy) else ""
+        return self.tokenizer(reference_string(text, group.labels, prompt, examples, self.prompt_first))[
+            "input_ids"
+        ]
+
+    def _segments_match_reference(self) -> bool:
+        """Check that joining separately tokenized segments gives the reference's token ids."""
+        if self.architecture != "uni-encoder":
+            return True
+        probe_text = "A probe text: it checks, token by token, that segments join like the whole."
+        labels = ("sports", "science fiction")
+        examples = format_examples((Example("An example text.", ("sports",)),))
+        prompt = "Classify the text."
+        plan = LabelPlan(labels, tuple(self._label_groups(labels, prompt, examples)), np.zeros(2))
+        group = plan.groups[0]
+        ids = self._text_ids([probe_text], prompt, None)[0]
+        joined = [*self.prefix, *group.head, *ids, *group.tail, *self.suffix]
+        whole = self.tokenizer(reference_string(probe_text, labels, prompt, examples, self.prompt_first))
+        return joined == list(whole["input_ids"])
+
+    # ------------------------------------------------------------------------------------------------
+    # Batches and the forward pass
+
+    def plan_batches(
+        self, sequences: list[Sequence_], batch_tokens: int | None = None, max_batch_rows: int = 256
+    ) -> list[Batch]:
+        """Sort by length, cut by a padded-token budget, and pad each batch to its longest sequence."""
+        budget = batch_tokens or self.default_batch_tokens
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i].ids))
+        batches, current, longest = [], [], 0
+        for i in order:
+            length = len(sequences[i].ids)
+            if current and (
+                max(longest, length) * (len(current) + 1) > budget or len(current) >= max_batch_rows
+            ):
+                batches.append(self._collate([sequences[j] for j in current]))
+                current, longest = [], 0
+            current.append(i)
+            longest = max(longest, length)
+        if current:
+            batches.append(self._collate([sequences[j] for j in current]))
+        return batches
+
+    @property
+    def default_batch_tokens(self) -> int:
+        return 65536 if self.device.type == "cuda" else 4096
+
+    def _collate(self, sequences: list[Sequence_]) -> Batch:
+        width = max(len(s.ids) for s in sequences)
+        ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for i, s in enumerate(sequences):
+            ids[i, : len(s.ids)] = torch.tensor(s.ids, dtype=torch.long)
+            mask[i, : len(s.ids)] = 1
+        return Batch(sequences, ids, mask)
+
+    def _score(
+        self,
+        sequences: list[Sequence_],
+        n_rows: int,
+        batch_tokens: int | None,
+        max_batch_rows: int,
+        stats: Counter,
+    ) -> list[np.ndarray]:
+        """Run every sequence and combine each row's logits: label groups side by side, windows by max."""
+        logits = [np.full(len(p.labels), -np.inf) for p in _row_plan_list(sequences, n_rows)]
+        for batch in self.plan_batches(sequences, batch_tokens, max_batch_rows):
+            stats["batches"] += 1
+            stats["real_tokens"] += batch.real_tokens
+            stats["padded_tokens"] += batch.padded_tokens
+            out = self._forward_resilient(batch, stats)
+            for s, row_logits in zip(batch.sequences, out):
+                span = slice(s.group.offset, s.group.offset + len(s.group.labels))
+                np.maximum(logits[s.row][span], row_logits[: len(s.group.labels)], out=logits[s.row][span])
+        return logits
+
+    def _forward_resilient(self, batch: Batch, stats: Counter) -> np.ndarray:
+        """Forward a batch; on CUDA out-of-memory, halve it and retry (the results are identical)."""
+        try:
+            return self.forward(batch)
+        except torch.OutOfMemoryError:
+            if len(batch.sequences) == 1:
+                raise
+            stats["oom_splits"] += 1
+            logger.warning("CUDA out of memory on a batch of %d; halving it", len(batch.sequences))
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            half = len(batch.sequences) // 2
+            parts = [self._collate(batch.sequences[:half]), self._collate(batch.sequences[half:])]
+            return np.concatenate([self._forward_resilient(p, stats) for p in parts])
+
+    def forward(self, batch: Batch) -> np.ndarray:
+        """Logits of one batch as a float32 array (one device-to-host copy), padded label slots included."""
+        width = max(len(s.group.labels) for s in batch.sequences)
+        with torch.inference_mode():
+            ids = batch.input_ids.to(self.device, non_blocking=True)
+            mask = batch.attention_mask.to(self.device, non_blocking=True)
+            if self.architecture == "bi-encoder":
+                logits = self._bi_encoder_logits(ids, mask, batch.sequences, width)
+            else:
+                logits = self._uni_encoder_logits(ids, mask, width)
+            return logits.float().cpu().numpy()
+
+    def _uni_encoder_logits(self, ids: torch.Tensor, mask: torch.Tensor, num_labels: int) -> torch.Tensor:
+        inner, config = self.inner, self.config
+        hidden = self._encoder_states(inner.encoder_model, ids, mask, inner)
+        classes, class_mask, text_states, text_mask = inner._extract_class_features(
+            hidden, ids, mask, num_labels
+        )
+        pooled = masked_pool(self.pooling, text_states, text_mask)
+        pooled = inner.text_projector(pooled)
+        classes = inner.classes_projector(classes)
+        if config.normalize_features:
+            pooled = pooled / (pooled.norm(p=2, dim=-1, keepdim=True) + inner.epsilon)
+            classes = classes / (classes.norm(p=2, dim=-1, keepdim=True) + inner.epsilon)
+        logits = inner.scorer(pooled, classes, text_mask=text_mask)
+        if config.normalize_features:
+            logits = logits * inner.logit_scale
+        return self._calibrated(logits, pooled, classes, class_mask)
+
+    def _encoder_states(
+        self, encoder: Any, ids: torch.Tensor, mask: torch.Tensor, inner: Any
+    ) -> torch.Tensor:
+        config = self.config
+        need_all = bool(getattr(config, "squeeze_layers", False)) or config.encoder_layer_id != -1
+        if getattr(config, "use_segment_embeddings", False):
+            embeds = encoder.get_input_embeddings()(ids) + inner.segment_embeddings(
+                inner._create_segment_ids(ids)
+            )
+            outputs = encoder(inputs_embeds=embeds, attention_mask=mask, output_hidden_states=need_all)
+        else:
+            outputs = encoder(ids, attention_mask=mask, output_hidden_states=need_all)
+        if getattr(config, "squeeze_layers", False):
+            return inner.layer_wise_attention(outputs.hidden_states)
+        if config.encoder_layer_id != -1:
+            return outputs.hidden_states[config.encoder_layer_id]
+        return outputs[0]
+
+    def _calibrated(
+        self, logits: torch.Tensor, pooled: torch.Tensor, classes: torch.Tensor, class_mask: torch.Tensor
+    ) -> torch.Tensor:
+        calibrator = getattr(self.model, "calibrator", None)
+        if calibrator is None:
+            return logits
+        beta, bias = calibrator(pooled, classes, logits, class_mask)
+        return (beta * logits.float() + bias).to(logits.dtype)
+
+    def _bi_encoder_logits(
+        self, ids: torch.Tensor, mask: torch.Tensor, sequences: list[Sequence_], width: int
+    ) -> torch.Tensor:
+        inner = self.inner
+        hidden = inner.encoder_model(ids, attention_mask=mask)[0]
+        text = inner.text_projector(masked_pool(self.pooling, hidden, mask))
+        if self.config.normalize_features:
+            text = torch.nn.functional.normalize(text, p=2, dim=-1, eps=inner.epsilon)
+        classes = torch.zeros((len(sequences), width, text.shape[-1]), dtype=text.dtype, device=text.device)
+        for i, s in enumerate(sequences):
+            embeddings = self._label_embeddings_for(s.plan.labels)
+            classes[i, : embeddings.shape[0]] = embeddings
+        logits = inner.scorer(text, classes) * inner.logit_scale
+        class_mask = torch.zeros((len(sequences), width), dtype=torch.long, device=text.device)
+        for i, s in enumerate(sequences):
+            class_mask[i, : len(s.plan.labels)] = 1
+        logits = torch.where(class_mask == 0, torch.full_like(logits, -1e3), logits)
+        return self._calibrated(logits, text, classes, class_mask)
+
+    def _label_embeddings_for(self, labels: tuple[str, ...]) -> torch.Tensor:
+        """Bi-encoder label embeddings, computed once per label set, the way the reference computes them."""
+        cached = self._label_embeddings.get(labels)
+        if cached is not None:
+            return cached
+        tokens = self.label_tokenizer(
+            list(labels), truncation=True, max_length=self.max_length, padding="longest", return_tensors="pt"
+        )
+        ids = tokens["input_ids"].to(self.device)[None]
+        mask = tokens["attention_mask"].to(self.device)[None]
+        with torch.inference_mode():
+            embeddings = self.inner.encode_classes(
+                ids, mask, torch.ones((1, len(labels)), device=self.device)
+            )[0]
+        with self._lock:
+            self._label_embeddings[labels] = embeddings
+        return embeddings
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Helpers shared by the steps above
+
+
+def masked_pool(strategy: str, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Pool token states over real tokens only: the answer a batch of one (no padding) gives."""
+    if strategy == "first":
+        return states[:, 0]
+    if strategy == "last":
+        last = mask.long().sum(dim=1) - 1
+        return states[torch.arange(states.shape[0], device=states.device), last]
+    weights = mask.unsqueeze(-1).to(states.dtype)
+    count = weights.sum(dim=1)
+    if strategy == "max":
+        return states.masked_fill(weights == 0, torch.finfo(states.dtype).min).amax(dim=1)
+    if strategy == "abs_max":
+        return (states.abs() * weights).amax(dim=1)
+    if strategy == "sum":
+        return (states * weights).sum(dim=1)
+    if strategy == "avg":
+        return (states * weights).sum(dim=1) / count
+    if strategy == "abs_avg":
+        return (states.abs() * weights).sum(dim=1) / count
+    if strategy == "rms":
+        return ((states.pow(2) * weights).sum(dim=1) / count).sqrt()
+    raise ConfigError(f"pooling {strategy!r} is not supported")
+
+
+def _windows(ids: list[int], size: int, overlap: int) -> list[list[int]]:
+    step = max(1, size - min(overlap, size // 2))
+    windows, start = [], 0
+    while True:
+        windows.append(ids[start : start + size])
+        if start + size >= len(ids):
+            return windows
+        start += step
+
+
+def _predictions(plan: LabelPlan, logits: np.ndarray, multi_label: bool, return_all: bool) -> list[dict]:
+    logits = logits.astype(np.float64)
+    if multi_label:
+        scores = 1.0 / (1.0 + np.exp(-logits))
+        keep = np.ones(len(scores), dtype=bool) if return_all else scores >= plan.thresholds
+    else:
+        shifted = np.exp(logits - logits.max())
+        scores = shifted / shifted.sum()
+        keep = np.ones(len(scores), dtype=bool) if return_all else np.arange(len(scores)) == scores.argmax()
+    order = np.argsort(-scores, kind="stable")
+    return [{"label": plan.labels[i], "score": float(scores[i])} for i in order if keep[i]]
+
+
+def _deduplicate(
+    texts: list[Any], plans: list[LabelPlan | None], reasons: list[str | None]
+) -> tuple[list[int], dict[Any, int], list[Any]]:
+    """Identical (text, label set) pairs are computed once."""
+    unique_rows: list[int] = []
+    first_of: dict[Any, int] = {}
+    keys: list[Any] = []
+    for i, (text, plan) in enumerate(zip(texts, plans)):
+        if reasons[i] is not None:
+            keys.append(None)
+            continue
+        key = (text, id(plan) if plan.key is None else plan.key, plan.labels)
+        if key not in first_of:
+            first_of[key] = len(unique_rows)
+            unique_rows.append(i)
+        keys.append(key)
+    return unique_rows, first_of, keys
+
+
+def _row_plan_list(sequences: list[Sequence_], n_rows: int) -> list[LabelPlan]:
+    plans: list[Any] = [None] * n_rows
+    for s in sequences:
+        plans[s.row] = s.plan
+    return [p if p is not None else LabelPlan((), (), np.zeros(0)) for p in plans]
+
+
+def _examples(examples: Any) -> tuple[Example, ...]:
+    if not examples:
+        return ()
+    return Taxonomy.from_labels(["x"], examples=examples).examples
+
+
+def is_per_row(labels: Any) -> bool:
+    return (
+        isinstance(labels, (list, tuple))
+        and len(labels) > 0
+        and all(x is None or isinstance(x, (list, tuple, np.ndarray)) for x in labels)
+        and not all(x is None for x in labels)
+    )
+
+
+def prompt_of(labels: Any, prompt: str | None) -> str:
+    if prompt is not None:
+        return prompt
+    return (labels.prompt or "") if isinstance(labels, Taxonomy) else ""
+
+
+def reference_string(text: str, labels: Sequence[str], prompt: str, examples: str, prompt_first: bool) -> str:
+    """The input string the reference pipeline builds for a uni-encoder."""
+    section = label_block(labels) + prompt
+    return section + text + examples if prompt_first else text + section + examples
+
+
+def check_run_options(
+    threshold: float, long_text: str, overlap: int, batch_tokens: int | None, max_batch_rows: int
+) -> None:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ConfigError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    if long_text not in LONG_TEXT_POLICIES:
+        raise ConfigError(f"long_text must be one of {LONG_TEXT_POLICIES}, got {long_text!r}")
+    if overlap < 0:
+        raise ConfigError(f"chunk_overlap must be >= 0, got {overlap}")
+    if batch_tokens is not None and batch_tokens < 1:
+        raise ConfigError(f"batch_tokens must be positive, got {batch_tokens}")
+    if max_batch_rows < 1:
+        raise ConfigError(f"max_batch_rows must be positive, got {max_batch_rows}")
+
+
+def default_max_length(config: Any) -> int:
+    """The reference's 1024, unless the encoder has fewer absolute positions."""
+    encoder = config.encoder_config
+    relative = encoder.model_type == "deberta-v2" and not getattr(encoder, "position_biased_input", True)
+    positions = getattr(encoder, "max_position_embeddings", None)
+    return 1024 if relative or not positions else min(1024, int(positions))
+
+
+def _special_affixes(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The special token ids the tokenizer puts before and after a single sequence."""
+    marker = tokenizer.convert_tokens_to_ids(SEP_MARK)
+    ids = tokenizer(SEP_MARK)["input_ids"]
+    at = ids.index(marker)
+    return tuple(ids[:at]), tuple(ids[at + 1 :])
+
+
+def _load_checkpoint(directory: Any, spec: str) -> tuple[Any, Any, Any]:
+    from gliclass import GLiClassModel
+    from transformers import AutoTokenizer
+
+    config = check_checkpoint_dir(directory, spec)
+    try:
+        model = GLiClassModel.from_pretrained(str(directory))
+    except Exception as exc:
+        weights = sorted(p.name for p in directory.glob("*.safetensors")) or ["(no *.safetensors file)"]
+        raise ModelLoadError(
+            f"model '{spec}': loading the weights {', '.join(weights)} in {directory} failed: {exc}. "
+            "The checkpoint may be truncated or corrupt: download or copy it again."
+        ) from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    except Exception as exc:
+        raise ModelLoadError(f"model '{spec}': loading the tokenizer in {directory} failed: {exc}") from exc
+    label_tokenizer = None
+    if config.get("architecture_type") == "bi-encoder":
+        label_tokenizer = _label_tokenizer(config.get("label_model_name"), directory, spec)
+    return model, tokenizer, label_tokenizer
+
+
+def _label_tokenizer(name: str | None, directory: Any, spec: str) -> Any:
+    from transformers import AutoTokenizer
+
+    candidates = [c for c in (name, directory / "label_tokenizer") if c and os.path.isdir(c)]
+    candidates += [name] if name and not os.path.isabs(str(name)) else []
+    for candidate in candidates:
+        try:
+            return AutoTokenizer.from_pretrained(str(candidate))
+        except Exception as exc:  # try the next candidate, report the last failure
+            error = exc
+    raise ModelLoadError(
+        f"model '{spec}': the bi-encoder label tokenizer {name!r} could not be loaded"
+        + (f" ({error})" if candidates else "")
+        + "; put it in a label_tokenizer/ folder beside config.json or make label_model_name reachable"
+    )

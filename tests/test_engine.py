@@ -1,0 +1,197 @@
+"""Core behaviour: batch invariance, labels never truncated, long texts, label groups, nulls, OOM."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gliclass_pipelines import Classifier, ConfigError, Taxonomy
+
+LABELS = ["libraries", "games", "science", "networking"]
+
+
+@pytest.fixture(scope="module")
+def avg_clf(checkpoint_factory) -> Classifier:
+    return Classifier.load(str(checkpoint_factory(pooling="avg", prompt_first=False)), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def first_clf(checkpoint_factory) -> Classifier:
+    return Classifier.load(str(checkpoint_factory(backbone="deberta-v2", pooling="first")), device="cpu")
+
+
+def all_scores(clf: Classifier, texts, labels=LABELS, **kw) -> list[dict[str, float] | None]:
+    results = clf.classify(texts, labels, return_all=True, **kw)
+    return [None if r is None else {x["label"]: x["score"] for x in r} for r in results]
+
+
+def assert_close(got: list[dict], want: list[dict]) -> None:
+    assert {x["label"] for x in got} == {x["label"] for x in want}
+    want_scores = {x["label"]: x["score"] for x in want}
+    for x in got:
+        assert x["score"] == pytest.approx(want_scores[x["label"]], abs=1e-5)
+
+
+@pytest.mark.parametrize("which", ["avg_clf", "first_clf"])
+def test_batch_invariance(which, request, debian_texts):
+    clf = request.getfixturevalue(which)
+    pool = debian_texts[:24]
+    alone = {t: all_scores(clf, [t])[0] for t in pool}
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        picks=st.lists(st.integers(0, len(pool) - 1), min_size=1, max_size=12),
+        batch_tokens=st.sampled_from([64, 300, 1000, 4096, 100000]),
+    )
+    def check(picks, batch_tokens):
+        texts = [pool[i] for i in picks]
+        for text, got in zip(texts, all_scores(clf, texts, batch_tokens=batch_tokens)):
+            for label, score in alone[text].items():
+                assert got[label] == pytest.approx(score, abs=1e-5)
+
+    check()
+
+
+def test_results_keep_input_order_and_nulls(first_clf, debian_texts):
+    texts = [debian_texts[0], None, "", "   ", float("nan"), debian_texts[1], debian_texts[0]]
+    out = first_clf.run(texts, LABELS, threshold=0.0)
+    assert [r is None for r in out.results] == [False, True, True, True, True, False, False]
+    assert out.results[0] == out.results[6]
+    assert_close(out.results[0], first_clf.classify([debian_texts[0]], LABELS, threshold=0.0)[0])
+    assert_close(out.results[5], first_clf.classify([debian_texts[1]], LABELS, threshold=0.0)[0])
+    assert out.stats["null_inputs"] == 4 and out.stats["duplicates"] == 1
+    assert out.reasons[1] == "null text" and out.reasons[2] == "blank text"
+
+
+def test_sorted_by_descending_score_and_thresholds(first_clf, debian_texts):
+    taxonomy = Taxonomy.from_labels(LABELS, thresholds={"games": 0.0, "science": 1.0})
+    for result in first_clf.classify(debian_texts[:10], taxonomy, threshold=0.5):
+        scores = [x["score"] for x in result]
+        assert scores == sorted(scores, reverse=True)
+        labels = {x["label"] for x in result}
+        assert "games" in labels and "science" not in labels
+
+
+def test_single_label_keeps_the_top_one(first_clf, debian_texts):
+    full = first_clf.classify(debian_texts[:5], LABELS, multi_label=False, return_all=True)
+    top = first_clf.classify(debian_texts[:5], LABELS, multi_label=False)
+    for f, t in zip(full, top):
+        assert t == f[:1]
+        assert sum(x["score"] for x in f) == pytest.approx(1.0)
+
+
+def long_text(debian_texts) -> str:
+    return " ".join(debian_texts[:60])
+
+
+def test_labels_are_never_truncated_text_first(checkpoint_factory, debian_texts):
+    """Regression: with prompt_first=False the reference cuts the labels off a long text (every score 0.5)."""
+    from gliclass import GLiClassModel, ZeroShotClassificationPipeline
+    from transformers import AutoTokenizer
+
+    path = checkpoint_factory(prompt_first=False, scorer="simple")
+    clf = Classifier.load(str(path), device="cpu")
+    text = long_text(debian_texts)
+    reference = ZeroShotClassificationPipeline(
+        GLiClassModel.from_pretrained(str(path)),
+        AutoTokenizer.from_pretrained(str(path)),
+        max_length=clf.max_length,
+        device="cpu",
+        progress_bar=False,
+    )
+    theirs = reference([text], LABELS, threshold=0.0, batch_size=1)[0]
+    # The label tokens were cut off: every label gets the same score (0.5 with zero projector biases).
+    assert len({x["score"] for x in theirs}) == 1
+    out = clf.run([text], LABELS, threshold=0.0, return_all=True)
+    assert out.truncated == [True] and out.stats["truncated"] == 1
+    ours = [x["score"] for x in out.results[0]]
+    assert max(ours) - min(ours) > 1e-3
+
+
+def test_truncate_equals_the_cut_text(first_clf, debian_texts):
+    text = long_text(debian_texts)
+    tokens = first_clf.tokenizer(text, add_special_tokens=False)["input_ids"]
+    plan = first_clf.prepare(LABELS)
+    group = plan.groups[0]
+    budget = first_clf.max_length - len(first_clf.prefix) - len(first_clf.suffix) - len(group.head)
+    budget -= len(group.tail)
+    cut = first_clf.tokenizer.decode(tokens[: budget - 8])
+    long_scores = all_scores(first_clf, [text])[0]
+    assert long_scores.keys() == set(LABELS)
+    assert first_clf.run([cut], LABELS).truncated == [False]
+
+
+def test_chunk_policy_combines_windows_by_max(first_clf, debian_texts):
+    text = long_text(debian_texts)
+    truncated = all_scores(first_clf, [text])[0]
+    chunked_out = first_clf.run([text], LABELS, return_all=True, long_text="chunk", chunk_overlap=32)
+    chunked = {x["label"]: x["score"] for x in chunked_out.results[0]}
+    assert chunked_out.truncated == [True]
+    assert all(chunked[label] >= truncated[label] - 1e-6 for label in LABELS)
+    assert any(chunked[label] > truncated[label] + 1e-6 for label in LABELS)
+
+
+def test_large_taxonomy_is_split_into_groups_like_separate_runs(checkpoint_factory, debian_texts):
+    clf = Classifier.load(str(checkpoint_factory()), device="cpu", max_length=64)
+    labels = [f"label number {i} of many" for i in range(40)]
+    plan = clf.prepare(labels)
+    assert len(plan.groups) > 1
+    texts = debian_texts[:4]
+    together = all_scores(clf, texts, labels)
+    for group in plan.groups:
+        alone = all_scores(clf, texts, list(group.labels))
+        for row_all, row_alone in zip(together, alone):
+            for label, score in row_alone.items():
+                assert row_all[label] == pytest.approx(score, abs=1e-5)
+
+
+def test_a_label_too_long_for_any_sequence_is_a_config_error(checkpoint_factory):
+    clf = Classifier.load(str(checkpoint_factory()), device="cpu", max_length=64)
+    with pytest.raises(ConfigError, match="tokens"):
+        clf.prepare(["word " * 80])
+
+
+def test_per_row_labels_null_and_empty(first_clf, debian_texts):
+    out = first_clf.run(debian_texts[:4], [["games", "libs"], None, [], ["games", ""]], threshold=0.0)
+    assert len(out.results[0]) == 2
+    assert out.results[1] == [] and out.results[2] == []
+    assert out.results[3] is None and "invalid labels" in out.reasons[3]
+    assert out.stats["failed"] == 1
+
+
+def test_padding_efficiency_of_sorted_token_budget_batches(first_clf, debian_texts):
+    out = first_clf.run(debian_texts[:300], LABELS, batch_tokens=4096)
+    assert out.stats["real_tokens"] / out.stats["padded_tokens"] >= 0.9
+
+
+def test_oom_halves_the_batch_with_identical_results(first_clf, debian_texts, monkeypatch):
+    texts = debian_texts[:16]
+    expected = first_clf.classify(texts, LABELS, return_all=True, batch_tokens=100000)
+    real_forward = first_clf.forward
+
+    def forward_with_small_memory(batch):
+        if len(batch.sequences) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return real_forward(batch)
+
+    monkeypatch.setattr(first_clf, "forward", forward_with_small_memory)
+    out = first_clf.run(texts, LABELS, return_all=True, batch_tokens=100000)
+    assert out.stats["oom_splits"] >= 3
+    for got, want in zip(out.results, expected):
+        assert_close(got, want)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"threshold": 1.5}, {"threshold": -0.1}, {"long_text": "split"}, {"batch_tokens": 0}],
+)
+def test_bad_options_are_config_errors(first_clf, kwargs):
+    with pytest.raises(ConfigError):
+        first_clf.run(["text"], LABELS, **kwargs)
+
+
+def test_per_row_label_count_must_match(first_clf):
+    with pytest.raises(ConfigError, match="per-row"):
+        first_clf.classify(["a", "b"], [["x"]])
