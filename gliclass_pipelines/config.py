@@ -75,11 +75,18 @@ class ClassifyConfig:
         )
 
     def classify(
-        self, texts: Sequence[Any], row_labels: Sequence[Any] | None = None, engine_device: str | None = None
+        self,
+        texts: Sequence[Any],
+        row_labels: Sequence[Any] | None = None,
+        engine_device: str | None = None,
+        classifier: Any = None,
     ) -> tuple[list[Any], Any]:
-        """Shaped records for `texts`, and the classifier's Output (reasons, counts)."""
+        """Shaped records for `texts`, and the classifier's Output (reasons, counts).
+
+        `classifier` is an already loaded model (Beam hands one in); by default the registry's.
+        """
         labels = self._labels_for(texts, row_labels)
-        out = self.classifier(engine_device).run(
+        out = (classifier or self.classifier(engine_device)).run(
             texts,
             labels,
             threshold=self.threshold,
