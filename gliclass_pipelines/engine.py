@@ -278,6 +278,14 @@ class Classifier:
             )
         return self._plan(taxonomy, threshold)
 
+    def batches(
+        self, texts: Sequence[str], labels: Any, batch_tokens: int | None = None, max_batch_rows: int = 256
+    ) -> list[Batch]:
+        """The batches :meth:`run` would forward for these (non-null) texts: for benchmarks and tools."""
+        plan = self.prepare(labels)
+        sequences, _ = self._encode(list(texts), [plan] * len(texts), "truncate", 0, prompt_of(labels, None))
+        return self.plan_batches(sequences, batch_tokens, max_batch_rows)
+
     # ------------------------------------------------------------------------------------------------
     # Labels
 
