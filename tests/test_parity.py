@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gliclass_pipelines import Classifier, Taxonomy
-from gliclass_pipelines.testing import VARIANTS
+from gliclass_pipelines.testing import VARIANTS, variant_id
 
 TOL = 1e-5
 LABELS = ["libraries", "games", "science", "networking", "python modules"]
@@ -15,14 +15,10 @@ EXAMPLES = [{"text": "An arcade game with lasers.", "labels": ["games"]}]
 
 
 def variant_params(variant: dict) -> dict:
-    return {k: v for k, v in variant.items() if k != "id"}
+    return dict(variant)
 
 
-def variant_name(variant: dict) -> str:
-    return variant.get("id") or "-".join(f"{v}" for v in variant_params(variant).values())
-
-
-@pytest.fixture(scope="module", params=VARIANTS, ids=variant_name)
+@pytest.fixture(scope="module", params=VARIANTS, ids=variant_id)
 def pair(request, checkpoint_factory):
     """(ours, the reference pipeline, the variant) for one checkpoint variant."""
     from gliclass import GLiClassModel, ZeroShotClassificationPipeline
