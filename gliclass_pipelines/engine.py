@@ -310,20 +310,30 @@ class Classifier:
         if len(labels) != len(texts):
             raise ConfigError(f"per-row labels: got {len(labels)} label lists for {len(texts)} texts")
         plans: list[LabelPlan | None] = []
+        seen: dict[tuple, LabelPlan | str] = {}
         for i, row_labels in enumerate(labels):
             if reasons[i] is not None:
                 plans.append(None)
-            elif row_labels is None or len(row_labels) == 0:
-                plans.append(LabelPlan((), (), np.zeros(0)))
-            else:
-                try:
-                    plans.append(
-                        self.prepare(list(row_labels), threshold=threshold, prompt=prompt, examples=examples)
-                    )
-                except ConfigError as exc:
-                    reasons[i] = f"invalid labels: {exc}"
-                    plans.append(None)
+                continue
+            key = () if row_labels is None else tuple(row_labels)
+            if key not in seen:
+                seen[key] = self._row_plan(key, threshold, prompt, examples)
+            plan = seen[key]
+            if isinstance(plan, str):
+                reasons[i], plan = plan, None
+            plans.append(plan)
         return plans, reasons
+
+    def _row_plan(
+        self, labels: tuple, threshold: float, prompt: str | None, examples: Any
+    ) -> LabelPlan | str:
+        """One row's label plan, or the reason its labels are unusable."""
+        if not labels:
+            return LabelPlan((), (), np.zeros(0))
+        try:
+            return self.prepare(list(labels), threshold=threshold, prompt=prompt, examples=examples)
+        except ConfigError as exc:
+            return f"invalid labels: {exc}"
 
     def _plan(self, taxonomy: Taxonomy, threshold: float) -> LabelPlan:
         key = (taxonomy, threshold)
@@ -350,15 +360,14 @@ class Classifier:
 
     def _label_groups(self, labels: tuple[str, ...], prompt: str, examples: str) -> list[LabelGroup]:
         """Split the labels into groups whose sequences leave room for the text."""
-        fixed = len(self.prefix) + len(self.suffix)
-        room = self.max_length - fixed - self.min_text_tokens
-        extra = self._tokens(examples) + ([] if self.prompt_first else self._tokens(SEP_MARK + prompt)[1:])
+        room = self.max_length - len(self.prefix) - len(self.suffix) - self.min_text_tokens
+        fixed = len(self._tokens(SEP_MARK + prompt)) + len(self._tokens(examples))
         sizes = [len(ids) for ids in self._tokens_many([f"{LABEL_MARK}{label}" for label in labels])]
-        groups, start, used = [], 0, len(self._tokens(SEP_MARK)) + len(extra)
+        groups, start, used = [], 0, fixed
         for i, size in enumerate(sizes):
             if used + size > room and i > start:
                 groups.append(self._group(labels[start:i], start, prompt, examples))
-                start, used = i, len(self._tokens(SEP_MARK)) + len(extra)
+                start, used = i, fixed
             used += size
             if used > room:
                 raise ConfigError(
@@ -691,7 +700,7 @@ def _deduplicate(
         if reasons[i] is not None:
             keys.append(None)
             continue
-        key = (text, id(plan) if plan.key is None else plan.key, plan.labels)
+        key = (text, id(plan))
         if key not in first_of:
             first_of[key] = len(unique_rows)
             unique_rows.append(i)
