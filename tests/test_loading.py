@@ -170,12 +170,41 @@ def test_directory_without_config_json(tmp_path):
         Classifier.load(str(tmp_path), device="cpu")
 
 
-def test_unsupported_architecture_is_refused_with_the_supported_ones(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize(
+    ("field", "value", "supported"),
+    [
+        ("architecture_type", "decoder-kv", "uni-encoder, bi-encoder"),
+        ("architecture_type", "encoder-decoder", "uni-encoder, bi-encoder"),
+        ("architecture_type", "encoder-decoder-cls", "uni-encoder, bi-encoder"),
+        ("architecture_type", "bi-encoder-fused", "uni-encoder, bi-encoder"),
+        ("scorer_type", "cross-attn", "simple, weighted-dot, mlp"),
+        ("pooling_strategy", "pass", "first, last, avg, max"),
+    ],
+)
+def test_unsupported_models_are_refused_with_the_supported_ones(
+    tiny_checkpoint, tmp_path, field, value, supported
+):
     path = fresh_copy(tiny_checkpoint, tmp_path)
     config = json.loads((path / "config.json").read_text())
-    config["architecture_type"] = "decoder-kv"
+    config[field] = value
     (path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UnsupportedModelError, match="uni-encoder, bi-encoder"):
+    with pytest.raises(UnsupportedModelError, match=supported) as error:
+        Classifier.load(str(path), device="cpu")
+    assert value in str(error.value)
+
+
+def test_broken_config_json_names_the_file(tiny_checkpoint, tmp_path):
+    path = fresh_copy(tiny_checkpoint, tmp_path)
+    (path / "config.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="config.json"):
+        Classifier.load(str(path), device="cpu")
+
+
+def test_truncated_weights_name_the_file(tiny_checkpoint, tmp_path):
+    path = fresh_copy(tiny_checkpoint, tmp_path)
+    weights = next(path.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])
+    with pytest.raises(ModelLoadError, match=weights.name):
         Classifier.load(str(path), device="cpu")
 
 
