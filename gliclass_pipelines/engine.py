@@ -19,14 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from gliclass_pipelines.errors import ConfigError, ModelLoadError
-from gliclass_pipelines.loading import (
-    REGISTRY,
-    ModelSource,
-    check_checkpoint_dir,
-    resolve_device,
-    resolve_dtype,
-)
+from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.loading import REGISTRY, ModelSource, load_checkpoint, resolve_device, resolve_dtype
 from gliclass_pipelines.taxonomy import Example, Taxonomy
 
 logger = logging.getLogger(__name__)
@@ -182,7 +176,7 @@ class Classifier:
 
         started = time.perf_counter()
         directory = source.fetch()
-        model, tokenizer, label_tokenizer = _load_checkpoint(directory, str(source))
+        model, tokenizer, label_tokenizer = load_checkpoint(directory, str(source))
         model.to(device=torch.device(device), dtype=getattr(torch, dtype)).eval()
         clf = cls(
             model,
@@ -771,43 +765,3 @@ def _special_affixes(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
     ids = tokenizer(SEP_MARK)["input_ids"]
     at = ids.index(marker)
     return tuple(ids[:at]), tuple(ids[at + 1 :])
-
-
-def _load_checkpoint(directory: Any, spec: str) -> tuple[Any, Any, Any]:
-    from gliclass import GLiClassModel
-    from transformers import AutoTokenizer
-
-    config = check_checkpoint_dir(directory, spec)
-    try:
-        model = GLiClassModel.from_pretrained(str(directory))
-    except Exception as exc:
-        weights = sorted(p.name for p in directory.glob("*.safetensors")) or ["(no *.safetensors file)"]
-        raise ModelLoadError(
-            f"model '{spec}': loading the weights {', '.join(weights)} in {directory} failed: {exc}. "
-            "The checkpoint may be truncated or corrupt: download or copy it again."
-        ) from exc
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    except Exception as exc:
-        raise ModelLoadError(f"model '{spec}': loading the tokenizer in {directory} failed: {exc}") from exc
-    label_tokenizer = None
-    if config.get("architecture_type") == "bi-encoder":
-        label_tokenizer = _label_tokenizer(config.get("label_model_name"), directory, spec)
-    return model, tokenizer, label_tokenizer
-
-
-def _label_tokenizer(name: str | None, directory: Any, spec: str) -> Any:
-    from transformers import AutoTokenizer
-
-    candidates = [c for c in (name, directory / "label_tokenizer") if c and os.path.isdir(c)]
-    candidates += [name] if name and not os.path.isabs(str(name)) else []
-    for candidate in candidates:
-        try:
-            return AutoTokenizer.from_pretrained(str(candidate))
-        except Exception as exc:  # try the next candidate, report the last failure
-            error = exc
-    raise ModelLoadError(
-        f"model '{spec}': the bi-encoder label tokenizer {name!r} could not be loaded"
-        + (f" ({error})" if candidates else "")
-        + "; put it in a label_tokenizer/ folder beside config.json or make label_model_name reachable"
-    )

@@ -17,7 +17,8 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -149,6 +150,65 @@ def _require(spec: str, field: str, value: Any, supported: tuple[str, ...]) -> N
             f"model '{spec}': {field} '{value}' is not supported by gliclass-pipelines; "
             f"supported: {', '.join(supported)}"
         )
+
+
+def load_checkpoint(directory: Path, spec: str) -> tuple[Any, Any, Any]:
+    """The model, its tokenizer and (bi-encoder) label tokenizer, through the reference's loading code."""
+    from gliclass import GLiClassModel
+    from transformers import AutoTokenizer
+
+    config = check_checkpoint_dir(directory, spec)
+    try:
+        with _quiet_transformers():
+            model = GLiClassModel.from_pretrained(str(directory))
+    except Exception as exc:
+        weights = sorted(p.name for p in directory.glob("*.safetensors")) or ["(no *.safetensors file)"]
+        raise ModelLoadError(
+            f"model '{spec}': loading the weights {', '.join(weights)} in {directory} failed: {exc}. "
+            "The checkpoint may be truncated or corrupt: download or copy it again."
+        ) from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    except Exception as exc:
+        raise ModelLoadError(f"model '{spec}': loading the tokenizer in {directory} failed: {exc}") from exc
+    label_tokenizer = None
+    if config.get("architecture_type") == "bi-encoder":
+        label_tokenizer = _label_tokenizer(config.get("label_model_name"), directory, spec)
+    return model, tokenizer, label_tokenizer
+
+
+def _label_tokenizer(name: str | None, directory: Path, spec: str) -> Any:
+    from transformers import AutoTokenizer
+
+    candidates = [c for c in (name, directory / "label_tokenizer") if c and os.path.isdir(c)]
+    candidates += [name] if name and not os.path.isabs(str(name)) else []
+    for candidate in candidates:
+        try:
+            return AutoTokenizer.from_pretrained(str(candidate))
+        except Exception as exc:  # try the next candidate, report the last failure
+            error = exc
+    raise ModelLoadError(
+        f"model '{spec}': the bi-encoder label tokenizer {name!r} could not be loaded"
+        + (f" ({error})" if candidates else "")
+        + "; put it in a label_tokenizer/ folder beside config.json or make label_model_name reachable"
+    )
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Loading prints progress bars and a config-type warning per model; workers' logs need neither."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 # ---------------------------------------------------------------------------------------------------------
