@@ -1,0 +1,574 @@
+"""Apache Beam adapter: a RunInference model handler, a plain DoFn, and ClassifyText with dead letters.
+
+Everything here is engine glue. The job is a :class:`~gliclass_pipelines.config.ClassifyConfig`, built and
+validated when the pipeline is constructed; the model is loaded on the worker (``load_model``), where the
+device is resolved, and classification is ``config.classify(texts, row_labels, classifier=model)``.
+
+Elements are ``str``, or a mapping / ``beam.Row`` with a text field and an optional per-element labels
+field. Each output is a ``PredictionResult(example, inference, model_id)`` whose inference is the core's
+record (by default a list of ``{"label", "score"}``; None for a null text).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.utils import shared
+
+from gliclass_pipelines.config import ClassifyConfig
+from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
+from gliclass_pipelines.loading import load_count
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEAD_LETTERS",
+    "Classified",
+    "ClassifyText",
+    "ElementError",
+    "GLiClassDoFn",
+    "GLiClassModelHandler",
+    "estimated_tokens",
+]
+
+NAMESPACE = "gliclass"
+DEAD_LETTERS = "dead_letters"
+CHARS_PER_TOKEN = 4
+DEFAULT_MIN_BATCH_TOKENS = 1024
+DEFAULT_MAX_BATCH_TOKENS = 16384
+LOAD_LOG_ENV = "GLICLASS_PIPELINES_LOAD_LOG"
+_NULL_REASONS = (None, "null text", "blank text")
+_SUPPORTS_LENGTH_BUCKETS = "batch_length_fn" in inspect.signature(ModelHandler.__init__).parameters
+
+
+class ElementError(GLiClassPipelinesError, ValueError):
+    """An element that is not a str, a mapping or a beam.Row with a usable text field and labels."""
+
+
+class Failed(NamedTuple):
+    """The inference of an element that failed, in ClassifyText's isolating mode (never seen by users)."""
+
+    reason: str
+
+
+class Classified(NamedTuple):
+    """ClassifyText's outputs: PredictionResults, and dead letters ``{"element", "reason", "stage"}``."""
+
+    results: beam.PCollection
+    dead_letters: beam.PCollection
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Elements
+
+
+def extract(element: Any, text_field: str, labels_field: str | None) -> tuple[Any, list[str] | None]:
+    """(text, per-element labels or None) of one element; ElementError if it is malformed."""
+    if element is None or isinstance(element, str):
+        return element, None
+    if isinstance(element, Mapping):
+        if text_field not in element:
+            keys = sorted(map(str, element))[:10]
+            raise ElementError(f"element has no {text_field!r} field (its keys: {keys})")
+        text, labels = element[text_field], element.get(labels_field) if labels_field else None
+    elif isinstance(element, beam.Row):
+        if not hasattr(element, text_field):
+            raise ElementError(f"beam.Row has no {text_field!r} field ({element!r:.200})")
+        text = getattr(element, text_field)
+        labels = getattr(element, labels_field, None) if labels_field else None
+    else:
+        raise ElementError(
+            f"element is a {type(element).__name__}; give a str, a mapping or a beam.Row "
+            f"with a {text_field!r} field"
+        )
+    if text is not None and not isinstance(text, str):
+        raise ElementError(f"field {text_field!r} is a {type(text).__name__}, not a string")
+    return text, _check_labels(labels, labels_field)
+
+
+def _check_labels(labels: Any, field: str | None) -> list[str] | None:
+    if labels is None:
+        return None
+    if isinstance(labels, str) or not isinstance(labels, list | tuple):
+        raise ElementError(f"field {field!r} must be a list of label strings, got {type(labels).__name__}")
+    bad = [x for x in labels if not isinstance(x, str)]
+    if bad:
+        raise ElementError(f"field {field!r} must hold strings only, got {bad[:5]!r}")
+    return list(labels)
+
+
+def _unkeyed(element: Any) -> Any:
+    # KeyedModelHandler hands its batching kwargs (element_size_fn) (key, example) pairs
+    return element[1] if type(element) is tuple and len(element) == 2 else element
+
+
+def estimated_tokens(text: Any, cap: int | None = None) -> int:
+    """A tokenizer-free token estimate (about 4 characters a token) for batch weights and length buckets."""
+    n = len(text) // CHARS_PER_TOKEN + 1 if isinstance(text, str) else 1
+    return min(n, cap) if cap else n
+
+
+class TokenWeight:
+    """element_size_fn / batch_length_fn: an element's estimated tokens, labels included, at most `limit`."""
+
+    def __init__(
+        self,
+        text_field: str,
+        labels_field: str | None,
+        label_tokens: int,
+        cap: int | None,
+        limit: int | None = None,
+    ) -> None:
+        self.text_field, self.labels_field = text_field, labels_field
+        self.label_tokens, self.cap, self.limit = label_tokens, cap, limit
+
+    def capped(self, limit: int) -> TokenWeight:
+        return TokenWeight(self.text_field, self.labels_field, self.label_tokens, self.cap, limit)
+
+    def __call__(self, element: Any) -> int:
+        try:
+            text, labels = extract(_unkeyed(element), self.text_field, self.labels_field)
+        except ElementError:
+            return 1
+        label_tokens = self.label_tokens if labels is None else _label_tokens(labels)
+        weight = estimated_tokens(text, self.cap) + label_tokens
+        return min(weight, self.limit) if self.limit else weight
+
+
+def _label_tokens(labels: Iterable[str]) -> int:
+    return sum(estimated_tokens(label) + 1 for label in labels)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Classifying one batch
+
+
+@functools.cache
+def _metrics() -> dict[str, Any]:
+    counters = ("rows", "null_inputs", "truncated", "failed_rows", "padded_tokens")
+    found = {name: Metrics.counter(NAMESPACE, name) for name in counters}
+    found["batch_size"] = Metrics.distribution(NAMESPACE, "batch_size")
+    found["batch_tokens"] = Metrics.distribution(NAMESPACE, "batch_tokens")
+    return found
+
+
+class _Batch(NamedTuple):
+    records: list[Any]
+    reasons: list[str | None]
+    truncated: list[bool]
+    stats: Counter
+
+
+def classify_batch(config: ClassifyConfig, texts: list[Any], labels: list[Any], classifier: Any) -> _Batch:
+    """Classify texts whose per-element labels may be None (meaning: the job's shared labels)."""
+    own = [i for i, x in enumerate(labels) if x is not None or config.labels is None]
+    if not own:
+        return _Batch(*_run(config, texts, None, classifier))
+    if len(own) == len(texts):
+        return _Batch(*_run(config, texts, labels, classifier))
+    rest = [i for i, x in enumerate(labels) if x is None]
+    first = _run(config, [texts[i] for i in own], [labels[i] for i in own], classifier)
+    second = _run(config, [texts[i] for i in rest], None, classifier)
+    return _merge(len(texts), (own, first), (rest, second))
+
+
+def _run(config: ClassifyConfig, texts: list[Any], labels: list[Any] | None, classifier: Any) -> tuple:
+    records, out = config.classify(texts, labels, classifier=classifier)
+    return records, list(out.reasons), list(out.truncated), Counter(out.stats)
+
+
+def _merge(n: int, *parts: tuple[list[int], tuple]) -> _Batch:
+    merged = _Batch([None] * n, [None] * n, [False] * n, Counter())
+    for rows, (records, reasons, truncated, stats) in parts:
+        for j, i in enumerate(rows):
+            merged.records[i], merged.reasons[i], merged.truncated[i] = records[j], reasons[j], truncated[j]
+        merged.stats.update(stats)
+    return merged
+
+
+def _count_batch(batch: _Batch) -> None:
+    metrics = _metrics()
+    metrics["batch_size"].update(len(batch.records))
+    metrics["null_inputs"].inc(batch.stats.get("null_inputs", 0))
+    metrics["truncated"].inc(sum(batch.truncated))
+    metrics["batch_tokens"].update(batch.stats.get("real_tokens", 0))
+    metrics["padded_tokens"].inc(batch.stats.get("padded_tokens", 0))
+
+
+def _count_rows(rows: int, failed: int) -> None:
+    _metrics()["rows"].inc(rows)
+    if failed:
+        _metrics()["failed_rows"].inc(failed)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# RunInference
+
+
+class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
+    """A RunInference model handler for GLiClass zero-shot classification.
+
+    Args:
+        model: a Hub id (``org/name[@revision]``), a local checkpoint directory or a remote URI.
+        labels: a list, a hierarchy or a Taxonomy; None when every element carries its own labels.
+        threshold, multi_label, output, device, dtype, long_text, batch_tokens, max_length, num_threads:
+            as in :class:`~gliclass_pipelines.config.ClassifyConfig`. ``device="auto"`` is resolved on the
+            worker when the model loads, never at pipeline construction.
+        text_field, labels_field: the fields of a mapping or beam.Row element; a missing or None labels
+            field means the shared ``labels``.
+        min_batch_tokens, max_batch_tokens: ``beam.BatchElements`` weighs each element by its estimated
+            tokens (``element_size_fn``; text plus labels) and keeps each batch within these bounds. The
+            engine then cuts a batch into length-sorted model batches of ``batch_tokens``.
+        min_batch_size, max_batch_size: batch by element count instead (these turn token weights off).
+        max_batch_duration_secs: buffer elements across bundles (Beam's stateful batching, for streaming).
+            Beam then counts elements (min/max_batch_size) and, where the installed Beam supports it,
+            keeps elements of similar length together (``bucket_boundaries``, in estimated tokens).
+        large_model, model_copies: share the model across the SDK processes of a machine (Beam's
+            multi_process_shared) instead of one model per process: one model per machine, or
+            ``model_copies`` handles. With ``device="auto"`` on a machine with several GPUs, the copies go
+            round robin over the GPUs, so ``model_copies=<number of GPUs>`` gives one model per GPU.
+        env_vars: environment variables set on the worker before the model loads.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        labels: Any = None,
+        *,
+        threshold: float = 0.5,
+        multi_label: bool = True,
+        output: str = "labels",
+        device: str = "auto",
+        dtype: str = "auto",
+        long_text: str = "truncate",
+        batch_tokens: int | None = None,
+        max_length: int | None = None,
+        num_threads: int | None = None,
+        text_field: str = "text",
+        labels_field: str | None = "labels",
+        min_batch_tokens: int | None = None,
+        max_batch_tokens: int | None = None,
+        min_batch_size: int | None = None,
+        max_batch_size: int | None = None,
+        max_batch_duration_secs: float | None = None,
+        bucket_boundaries: list[int] | None = None,
+        large_model: bool = False,
+        model_copies: int | None = None,
+        env_vars: dict[str, str] | None = None,
+    ) -> None:
+        if labels is None and labels_field is None:
+            raise ConfigError("give labels, or a labels_field that holds each element's labels")
+        config = ClassifyConfig(
+            model=os.fspath(model),
+            labels=labels,
+            per_row_labels=labels is None,
+            threshold=threshold,
+            multi_label=multi_label,
+            output=output,
+            device=device,
+            dtype=dtype,
+            long_text=long_text,
+            batch_tokens=batch_tokens,
+            max_length=max_length,
+            num_threads=num_threads,
+        )
+        self.config = config
+        self.text_field, self.labels_field = text_field, labels_field
+        self._isolate = False
+        batching = batching_kwargs(
+            self.token_weight(),
+            min_batch_tokens=min_batch_tokens,
+            max_batch_tokens=max_batch_tokens,
+            min_batch_size=min_batch_size,
+            max_batch_size=max_batch_size,
+            max_batch_duration_secs=max_batch_duration_secs,
+            bucket_boundaries=bucket_boundaries,
+        )
+        _check_positive(model_copies=model_copies)
+        super().__init__(
+            large_model=large_model, model_copies=model_copies, env_vars=env_vars or {}, **batching
+        )
+
+    def token_weight(self) -> TokenWeight:
+        shared_labels = self.config.labels.labels if self.config.labels is not None else ()
+        cap = (self.config.max_length or 1024) if self.config.long_text == "truncate" else None
+        return TokenWeight(self.text_field, self.labels_field, _label_tokens(shared_labels), cap)
+
+    # -- the ModelHandler contract ---------------------------------------------------------------------
+
+    def load_model(self) -> Any:
+        before = load_count()
+        classifier = self._worker_config().classifier()
+        _log_load(load_count() - before)
+        return classifier
+
+    def run_inference(
+        self, batch: Sequence[Any], model: Any, inference_args: dict[str, Any] | None = None
+    ) -> list[PredictionResult]:
+        batch = list(batch)
+        if not batch:
+            return []
+        if self._isolate:
+            return self._isolating_inference(batch, model)
+        texts, labels = zip(*(extract(e, self.text_field, self.labels_field) for e in batch))
+        done = classify_batch(self.config, list(texts), list(labels), model)
+        _count_batch(done)
+        _count_rows(len(batch), sum(r not in _NULL_REASONS for r in done.reasons))
+        return [PredictionResult(e, r, self.config.model) for e, r in zip(batch, done.records)]
+
+    def get_num_bytes(self, batch: Sequence[Any]) -> int:
+        total = 0
+        for element in batch:
+            try:
+                text, _ = extract(element, self.text_field, self.labels_field)
+            except ElementError:
+                text = None
+            total += len(text.encode("utf-8", "replace")) if isinstance(text, str) else 0
+        return total
+
+    def get_metrics_namespace(self) -> str:
+        return NAMESPACE
+
+    def validate_inference_args(self, inference_args: dict[str, Any] | None) -> None:
+        if inference_args:
+            raise ConfigError(
+                f"GLiClassModelHandler takes no inference_args (got {sorted(inference_args)}); "
+                "set threshold, labels and the other options on the handler"
+            )
+
+    def __repr__(self) -> str:
+        labels = len(self.config.labels) if self.config.labels is not None else "per-element"
+        config = self.config
+        return f"GLiClassModelHandler(model={config.model!r}, labels={labels}, device={config.device!r})"
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    def isolating(self) -> GLiClassModelHandler:
+        """A copy whose failures stay per element: a failed element's inference is a Failed(reason)."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy._isolate = True
+        return copy
+
+    def _isolating_inference(self, batch: list[Any], model: Any) -> list[PredictionResult]:
+        inferences: list[Any] = [None] * len(batch)
+        good, texts, labels = [], [], []
+        for i, element in enumerate(batch):
+            try:
+                text, own = extract(element, self.text_field, self.labels_field)
+            except ElementError as exc:
+                inferences[i] = Failed(f"ElementError: {exc}")
+                continue
+            good.append(i)
+            texts.append(text)
+            labels.append(own)
+        for i, inference in zip(good, self._classify_isolated(texts, labels, model)):
+            inferences[i] = inference
+        _count_rows(len(batch), sum(isinstance(x, Failed) for x in inferences))
+        return [PredictionResult(e, x, self.config.model) for e, x in zip(batch, inferences)]
+
+    def _classify_isolated(self, texts: list[Any], labels: list[Any], model: Any) -> list[Any]:
+        if not texts:
+            return []
+        try:
+            done = classify_batch(self.config, texts, labels, model)
+        except Exception as exc:
+            if len(texts) == 1:
+                return [Failed(f"{type(exc).__name__}: {exc}")]
+            logger.warning("a batch of %d failed (%s); retrying its elements one by one", len(texts), exc)
+            return [x for t, lab in zip(texts, labels) for x in self._classify_isolated([t], [lab], model)]
+        _count_batch(done)
+        return [x if r in _NULL_REASONS else Failed(r) for x, r in zip(done.records, done.reasons)]
+
+    def _worker_config(self) -> ClassifyConfig:
+        if self.config.device != "auto" or not self.share_model_across_processes():
+            return self.config
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if gpus <= 1:
+            return self.config
+        return self.config.with_(device=f"cuda:{_next_slot(self.config.model) % gpus}")
+
+
+def batching_kwargs(
+    weight: TokenWeight,
+    *,
+    min_batch_tokens: int | None = None,
+    max_batch_tokens: int | None = None,
+    min_batch_size: int | None = None,
+    max_batch_size: int | None = None,
+    max_batch_duration_secs: float | None = None,
+    bucket_boundaries: list[int] | None = None,
+) -> dict[str, Any]:
+    """ModelHandler's batching arguments: token-weighted batches, or element counts (stateful batching)."""
+    _check_positive(
+        min_batch_tokens=min_batch_tokens,
+        max_batch_tokens=max_batch_tokens,
+        min_batch_size=min_batch_size,
+        max_batch_size=max_batch_size,
+    )
+    counts = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
+    counted = min_batch_size is not None or max_batch_size is not None
+    if counted or max_batch_duration_secs is not None:
+        if min_batch_tokens is not None or max_batch_tokens is not None:
+            raise ConfigError(
+                "min/max_batch_tokens apply to token-weighted batches; with min/max_batch_size or "
+                "max_batch_duration_secs Beam counts elements, so give element counts only"
+            )
+        _check_order("min_batch_size", min_batch_size or 1, "max_batch_size", max_batch_size)
+        if max_batch_duration_secs is None:
+            return counts
+        if max_batch_duration_secs <= 0:
+            raise ConfigError(f"max_batch_duration_secs must be positive, got {max_batch_duration_secs!r}")
+        counts["max_batch_duration_secs"] = max_batch_duration_secs
+        if _SUPPORTS_LENGTH_BUCKETS:
+            counts.update(batch_length_fn=weight, batch_bucket_boundaries=bucket_boundaries)
+        return counts
+    low = min_batch_tokens or DEFAULT_MIN_BATCH_TOKENS
+    high = max_batch_tokens or max(DEFAULT_MAX_BATCH_TOKENS, low)
+    _check_order("min_batch_tokens", low, "max_batch_tokens", high)
+    # BatchElements emits an empty batch when one element outweighs its target, so cap the weights
+    return {"min_batch_size": low, "max_batch_size": high, "element_size_fn": weight.capped(low)}
+
+
+def _check_positive(**values: Any) -> None:
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_order(low_name: str, low: int, high_name: str, high: int | None) -> None:
+    if high is not None and low > high:
+        raise ConfigError(f"{low_name} ({low}) is larger than {high_name} ({high})")
+
+
+def _next_slot(model: str) -> int:
+    """A machine-wide counter (file + lock), so shared model copies spread over the GPUs."""
+    import hashlib
+
+    import fasteners
+
+    name = "gliclass-gpu-slot-" + hashlib.sha256(model.encode()).hexdigest()[:12]
+    path = os.path.join(tempfile.gettempdir(), name)
+    with fasteners.InterProcessLock(path + ".lock"), open(path, "a+") as handle:
+        handle.seek(0)
+        slot = int(handle.read() or 0)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(slot + 1))
+    return slot
+
+
+def _log_load(loads: int) -> None:
+    """With GLICLASS_PIPELINES_LOAD_LOG set, append "<pid> <loads>" each time load_model runs."""
+    path = os.environ.get(LOAD_LOG_ENV)
+    if path:
+        with open(path, "a") as handle:
+            handle.write(f"{os.getpid()} {loads}\n")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A plain DoFn
+
+
+class _Loaded:
+    """A weak-referenceable holder for apache_beam.utils.shared.Shared."""
+
+    def __init__(self, classifier: Any) -> None:
+        self.classifier = classifier
+
+
+class GLiClassDoFn(beam.DoFn):
+    """Classify elements (or lists of elements, e.g. from BatchElements) into PredictionResults.
+
+    ``setup()`` takes the model from the core registry through ``apache_beam.utils.shared.Shared``, so
+    every instance of this DoFn in a worker process shares one model. Takes the handler's arguments.
+    """
+
+    def __init__(self, model: str | os.PathLike[str], labels: Any = None, **options: Any) -> None:
+        self.handler = GLiClassModelHandler(model, labels, **options)
+        self._shared = shared.Shared()
+        self._holder: _Loaded | None = None
+
+    def setup(self) -> None:
+        config = self.handler.config
+        tag = f"gliclass:{config.model}:{config.device}:{config.dtype}:{config.max_length}"
+        self._holder = self._shared.acquire(lambda: _Loaded(self.handler.load_model()), tag=tag)
+
+    def process(self, element: Any) -> Iterable[PredictionResult]:
+        batch = element if isinstance(element, list) else [element]
+        yield from self.handler.run_inference(batch, self._holder.classifier)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# ClassifyText: results plus dead letters
+
+
+def dead_letter(element: Any, reason: str, stage: str) -> dict[str, Any]:
+    return {"element": element, "reason": reason, "stage": stage}
+
+
+class _Validate(beam.DoFn):
+    def __init__(self, text_field: str, labels_field: str | None) -> None:
+        self.text_field, self.labels_field = text_field, labels_field
+
+    def process(self, element: Any) -> Iterable[Any]:
+        try:
+            extract(element, self.text_field, self.labels_field)
+        except ElementError as exc:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(element, str(exc), "validate"))
+            return
+        yield element
+
+
+class _SplitFailures(beam.DoFn):
+    def process(self, result: PredictionResult) -> Iterable[Any]:
+        if isinstance(result.inference, Failed):
+            reason = result.inference.reason
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(result.example, reason, "inference"))
+        else:
+            yield result
+
+
+def _unbatch(failure: tuple[Any, Any]) -> Iterable[dict[str, Any]]:
+    batch, (exc_type, exc_repr, _) = failure
+    name = getattr(exc_type, "__name__", str(exc_type))
+    for element in batch:
+        yield dead_letter(element, f"{name} (whole batch): {exc_repr}", "inference")
+
+
+class ClassifyText(beam.PTransform):
+    """Classify texts (str, mappings or beam.Rows) into Classified(results, dead_letters).
+
+    Results are PredictionResults. Malformed elements, elements whose labels the model refuses, and
+    elements whose inference raises each land alone in ``dead_letters`` as ``{"element", "reason",
+    "stage"}``; the other elements of the same batch still succeed. Takes the handler's arguments.
+    """
+
+    def __init__(self, model: str | os.PathLike[str], labels: Any = None, **options: Any) -> None:
+        super().__init__()
+        self.handler = GLiClassModelHandler(model, labels, **options).isolating()
+
+    def expand(self, pcoll: beam.PCollection) -> Classified:
+        handler = self.handler
+        checked = pcoll | "Validate" >> beam.ParDo(
+            _Validate(handler.text_field, handler.labels_field)
+        ).with_outputs(DEAD_LETTERS, main="ok")
+        results, dlq = checked.ok | "RunInference" >> RunInference(handler).with_exception_handling()
+        split = results | "SplitFailures" >> beam.ParDo(_SplitFailures()).with_outputs(
+            DEAD_LETTERS, main="ok"
+        )
+        batch_failures = dlq.failed_inferences | "Unbatch" >> beam.FlatMap(_unbatch)
+        dead = (checked[DEAD_LETTERS], split[DEAD_LETTERS], batch_failures) | "DeadLetters" >> beam.Flatten()
+        return Classified(split.ok, dead)
