@@ -1,0 +1,437 @@
+"""The Beam adapter on real runners: FnApiRunner, BundleBasedDirectRunner (TestStream) and a multi-process
+DirectRunner. Every expected value is computed by the core (Classifier / ClassifyConfig) on the same texts."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+beam = pytest.importorskip("apache_beam")
+
+from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
+from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner  # noqa: E402
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # noqa: E402
+from apache_beam.testing.test_stream import TestStream as Stream  # noqa: E402
+from apache_beam.transforms import window  # noqa: E402
+
+from gliclass_pipelines import Classifier, ConfigError  # noqa: E402
+from gliclass_pipelines import beam as gbeam  # noqa: E402
+from gliclass_pipelines.beam import (  # noqa: E402
+    ClassifyText,
+    GLiClassDoFn,
+    GLiClassModelHandler,
+    batching_kwargs,
+)
+from gliclass_pipelines.loading import load_count  # noqa: E402
+
+pytestmark = pytest.mark.beam
+
+LABELS = ["libraries", "games", "science", "networking"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def sink(pcoll, directory: Path, label: str = "Sink"):
+    """Write every element to its own pickle file: works in any window, runner and process."""
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def write(item, directory=str(directory)):
+        import os
+        import pickle
+
+        with open(os.path.join(directory, uuid.uuid4().hex), "wb") as handle:
+            pickle.dump(item, handle)
+
+    return pcoll | label >> beam.Map(write)
+
+
+def collected(directory: Path) -> list:
+    return [pickle.loads(p.read_bytes()) for p in directory.iterdir()] if directory.exists() else []
+
+
+def assert_same(got, want) -> None:
+    """Same labels, same scores up to float noise (batch composition differs between the two paths)."""
+    if want is None:
+        assert got is None
+        return
+    assert [x["label"] for x in got] == [x["label"] for x in want]
+    for g, w in zip(got, want):
+        assert g["score"] == pytest.approx(w["score"], abs=1e-5)
+
+
+def gliclass_metrics(result) -> dict:
+    found = {}
+    metrics = result.metrics().query()
+    for item in metrics["counters"] + metrics["distributions"]:
+        if item.key.metric.namespace == "gliclass":
+            name = item.key.metric.name
+            value = item.committed
+            found[name] = value if isinstance(value, int) else (value.sum, value.count, value.max)
+    return found
+
+
+@pytest.fixture(scope="module")
+def clf(tiny_checkpoint) -> Classifier:
+    return Classifier.load(str(tiny_checkpoint), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def texts(debian_texts) -> list[str]:
+    return debian_texts[:60]
+
+
+# ------------------------------------------------------------------------------------------------------
+# construction
+
+
+def test_import_gliclass_pipelines_does_not_import_beam():
+    code = "import sys, gliclass_pipelines; print('apache_beam' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"labels": ["a", ""]},
+        {"labels": ["a", "a"]},
+        {"labels": ["a"], "threshold": 1.5},
+        {"labels": ["a"], "device": "gpu"},
+        {"labels": ["a"], "output": "probabilities"},
+        {"labels": None, "labels_field": None},
+        {"labels": ["a"], "min_batch_tokens": 0},
+        {"labels": ["a"], "min_batch_tokens": 4096, "max_batch_tokens": 1024},
+        {"labels": ["a"], "max_batch_size": 8, "max_batch_tokens": 1024},
+        {"labels": ["a"], "model_copies": 0},
+    ],
+)
+def test_bad_options_fail_at_construction(tiny_checkpoint, kwargs):
+    labels = kwargs.pop("labels")
+    with pytest.raises(ConfigError):
+        GLiClassModelHandler(tiny_checkpoint, labels, **kwargs)
+
+
+def test_bad_model_string_fails_at_construction():
+    with pytest.raises(ConfigError):
+        GLiClassModelHandler("not a model id!", LABELS)
+
+
+def test_construction_loads_nothing_and_keeps_device_auto(checkpoint_factory):
+    path = checkpoint_factory(seed=11)
+    before = load_count()
+    handler = GLiClassModelHandler(path, LABELS)
+    ClassifyText(path, LABELS)
+    GLiClassDoFn(path, LABELS)
+    assert load_count() == before
+    assert handler.config.device == "auto"
+    assert handler.load_model().device.type == "cpu"  # resolved here, on the "worker"
+    assert load_count() == before + 1
+
+
+def test_batching_kwargs_weigh_elements_by_tokens(tiny_checkpoint):
+    handler = GLiClassModelHandler(tiny_checkpoint, LABELS, min_batch_tokens=300, max_batch_tokens=5000)
+    kwargs = handler.batch_elements_kwargs()
+    assert (kwargs["min_batch_size"], kwargs["max_batch_size"]) == (300, 5000)
+    weight = kwargs["element_size_fn"]
+    short, long = "a short text", "word " * 400
+    assert weight(short) < weight(long) <= 300  # capped: BatchElements would emit an empty batch
+    assert weight({"text": short, "labels": ["x"]}) < weight({"text": short})  # 1 label < 4 labels
+    assert weight(("key", long)) == weight(long)  # KeyedModelHandler passes (key, example)
+    assert weight(42) == 1
+
+
+def test_batching_kwargs_counts_and_length_buckets(tiny_checkpoint):
+    weight = GLiClassModelHandler(tiny_checkpoint, LABELS).token_weight()
+    assert batching_kwargs(weight, max_batch_size=8) == {"min_batch_size": None, "max_batch_size": 8}
+    stateful = batching_kwargs(weight, max_batch_duration_secs=1, max_batch_size=8)
+    assert stateful["max_batch_duration_secs"] == 1
+    assert "element_size_fn" not in stateful  # Beam's stateful batching counts elements
+    if gbeam._SUPPORTS_LENGTH_BUCKETS:
+        assert stateful["batch_length_fn"] is weight
+    with pytest.raises(ConfigError):
+        batching_kwargs(weight, max_batch_duration_secs=1, max_batch_tokens=4096)
+
+
+# ------------------------------------------------------------------------------------------------------
+# run_inference, called directly
+
+
+def test_run_inference_empty_batch(tiny_checkpoint, clf):
+    assert GLiClassModelHandler(tiny_checkpoint, LABELS).run_inference([], clf) == []
+
+
+def test_run_inference_element_kinds_in_order(tiny_checkpoint, clf, texts):
+    handler = GLiClassModelHandler(tiny_checkpoint, LABELS)
+    own = ["games", "science"]
+    batch = [
+        texts[0],
+        {"text": texts[1], "id": 1},
+        beam.Row(text=texts[2], labels=own),
+        None,
+        {"text": None},
+        {"text": texts[3], "labels": own},
+        beam.Row(text=texts[4]),
+    ]
+    results = handler.run_inference(batch, clf)
+    assert [r.example for r in results] == batch
+    assert all(isinstance(r, PredictionResult) and r.model_id == str(tiny_checkpoint) for r in results)
+    shared = clf.classify([texts[0], texts[1], texts[4]], LABELS)
+    mine = clf.classify([texts[2], texts[3]], own)
+    want = [shared[0], shared[1], mine[0], None, None, mine[1], shared[2]]
+    for got, expected in zip(results, want):
+        assert_same(got.inference, expected)
+
+
+def test_run_inference_raises_on_a_malformed_element(tiny_checkpoint, clf, texts):
+    handler = GLiClassModelHandler(tiny_checkpoint, LABELS)
+    for bad in ({"txt": texts[0]}, {"text": texts[0], "labels": "games"}, {"text": 3}, 7):
+        with pytest.raises(gbeam.ElementError):
+            handler.run_inference([texts[1], bad], clf)
+
+
+def test_isolating_handler_keeps_failures_per_element(tiny_checkpoint, clf, texts, monkeypatch):
+    handler = GLiClassModelHandler(tiny_checkpoint, LABELS).isolating()
+    real_run = Classifier.run
+
+    def run(self, batch_texts, *args, **kwargs):
+        if "POISON" in batch_texts:
+            raise RuntimeError("the engine choked")
+        return real_run(self, batch_texts, *args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "run", run)
+    batch = [texts[0], "POISON", {"text": texts[1], "labels": 5}, texts[2]]
+    results = handler.run_inference(batch, clf)
+    assert [r.example for r in results] == batch
+    assert results[1].inference == gbeam.Failed("RuntimeError: the engine choked")
+    assert "ElementError" in results[2].inference.reason
+    want = real_run(clf, [texts[0], texts[2]], LABELS).results
+    assert_same(results[0].inference, want[0])
+    assert_same(results[3].inference, want[1])
+
+
+# ------------------------------------------------------------------------------------------------------
+# FnApiRunner
+
+
+def test_handler_on_fnapirunner_equals_classifier(tiny_checkpoint, clf, texts, tmp_path):
+    long_text = " ".join(texts[:12])
+    elements = [*texts, None, long_text]
+    handler = GLiClassModelHandler(tiny_checkpoint, LABELS, min_batch_tokens=2000)
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        sink(pipeline | beam.Create(elements) | RunInference(handler), tmp_path)
+    results = collected(tmp_path)
+    assert len(results) == len(elements)
+    got = {r.example: r.inference for r in results}
+    want = clf.run(elements, LABELS)
+    for text, expected in zip(elements, want.results):
+        assert_same(got[text], expected)
+    metrics = gliclass_metrics(pipeline.result)
+    assert metrics["rows"] == len(elements)
+    assert metrics["null_inputs"] == want.stats["null_inputs"] == 1
+    assert metrics["truncated"] == want.stats["truncated"] >= 1
+    assert metrics["batch_size"][0] == len(elements)
+    assert metrics["batch_size"][1] > 1  # token-weighted batches, not one big batch
+    assert metrics["batch_tokens"][0] == want.stats["real_tokens"]
+
+
+def test_keyed_model_handler(tiny_checkpoint, clf, texts, tmp_path):
+    handler = KeyedModelHandler(GLiClassModelHandler(tiny_checkpoint, LABELS))
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        sink(pipeline | beam.Create(list(enumerate(texts[:20]))) | RunInference(handler), tmp_path)
+    results = dict(collected(tmp_path))
+    assert sorted(results) == list(range(20))
+    for key, expected in enumerate(clf.classify(texts[:20], LABELS)):
+        assert results[key].example == texts[key]
+        assert_same(results[key].inference, expected)
+
+
+def test_glicass_dofn_shares_one_model(checkpoint_factory, texts, tmp_path):
+    path = checkpoint_factory(seed=12)
+    before = load_count()
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        elements = pipeline | beam.Create(texts[:20])
+        single = elements | "One" >> beam.ParDo(GLiClassDoFn(path, LABELS))
+        batched = (
+            elements
+            | beam.BatchElements(min_batch_size=4, max_batch_size=8)
+            | "Batches" >> beam.ParDo(GLiClassDoFn(path, LABELS))
+        )
+        sink(single, tmp_path / "single", "SinkOne")
+        sink(batched, tmp_path / "batched", "SinkBatches")
+    assert load_count() == before + 1
+    want = Classifier.load(str(path)).classify(texts[:20], LABELS)
+    for name in ("single", "batched"):
+        got = {r.example: r.inference for r in collected(tmp_path / name)}
+        assert len(got) == 20
+        for text, expected in zip(texts, want):
+            assert_same(got[text], expected)
+
+
+def test_classify_text_dead_letters(tiny_checkpoint, clf, texts, tmp_path, monkeypatch):
+    real_run = Classifier.run
+
+    def run(self, batch_texts, *args, **kwargs):
+        if any(t is not None and "POISON" in t for t in batch_texts):
+            raise RuntimeError("the engine choked")
+        return real_run(self, batch_texts, *args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "run", run)  # FnApiRunner runs in this process, so the patch applies
+    good = texts[:12]
+    poisoned = [
+        {"txt": "no text field"},
+        {"text": texts[20], "labels": "games"},
+        42,
+        {"text": texts[21], "labels": ["games", ""]},
+        "POISON " + texts[22],
+    ]
+    elements = good[:6] + poisoned + good[6:]
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        out = pipeline | beam.Create(elements) | ClassifyText(tiny_checkpoint, LABELS, min_batch_tokens=50000)
+        sink(out.results, tmp_path / "results", "SinkResults")
+        sink(out.dead_letters, tmp_path / "dead", "SinkDead")
+    results = collected(tmp_path / "results")
+    dead = collected(tmp_path / "dead")
+    assert sorted(map(str, (d["element"] for d in dead))) == sorted(map(str, poisoned))
+    reasons = {str(d["element"]): (d["stage"], d["reason"]) for d in dead}
+    assert reasons[str(poisoned[0])][0] == "validate" and "'text'" in reasons[str(poisoned[0])][1]
+    assert reasons[str(poisoned[1])][0] == "validate" and "list of label" in reasons[str(poisoned[1])][1]
+    assert reasons[str(poisoned[2])][0] == "validate"
+    assert reasons[str(poisoned[3])][0] == "inference" and "empty label" in reasons[str(poisoned[3])][1]
+    assert reasons[str(poisoned[4])] == ("inference", "RuntimeError: the engine choked")
+    # the two inference failures shared one batch with every good element, which still succeeded
+    assert gliclass_metrics(pipeline.result)["rows"] == len(good) + 2
+    assert gliclass_metrics(pipeline.result)["failed_rows"] == 2
+    got = {r.example: r.inference for r in results}
+    assert sorted(got) == sorted(good)
+    for text, expected in zip(good, real_run(clf, good, LABELS).results):
+        assert_same(got[text], expected)
+
+
+# ------------------------------------------------------------------------------------------------------
+# streaming
+
+
+class WindowOf(beam.DoFn):
+    def process(self, result, w=beam.DoFn.WindowParam):
+        yield result.example, (w.start.micros, w.end.micros), result.inference
+
+
+@pytest.mark.parametrize("stateful", [False, True], ids=["bundle-batches", "stateful-batches"])
+def test_streaming_fixed_windows(tiny_checkpoint, clf, texts, tmp_path, stateful):
+    size, step = 20, 3
+    batching = {"max_batch_duration_secs": 1, "max_batch_size": 4} if stateful else {}
+    handler = GLiClassModelHandler(tiny_checkpoint, LABELS, **batching)
+    stream = Stream()
+    for i, text in enumerate(texts[:16]):
+        stream = stream.add_elements([window.TimestampedValue(text, i * step)])
+        if i % 5 == 4:
+            stream = stream.advance_watermark_to(i * step + 1)
+    stream = stream.advance_watermark_to_infinity()
+    options = PipelineOptions(streaming=True)
+    with beam.Pipeline(runner=BundleBasedDirectRunner(), options=options) as pipeline:
+        windowed = pipeline | stream | beam.WindowInto(window.FixedWindows(size))
+        sink(windowed | RunInference(handler) | beam.ParDo(WindowOf()), tmp_path)
+    got = {text: (span, inference) for text, span, inference in collected(tmp_path)}
+    assert len(got) == 16
+    want = clf.classify(texts[:16], LABELS)
+    for i, text in enumerate(texts[:16]):
+        start = (i * step) // size * size
+        assert got[text][0] == (start * 1_000_000, (start + size) * 1_000_000)
+        assert_same(got[text][1], want[i])
+
+
+# ------------------------------------------------------------------------------------------------------
+# multi-process DirectRunner
+
+
+def make_probe():
+    # nested, so that cloudpickle ships it by value to worker processes, which cannot import this module
+    def probe(result):
+        """Runs in the process that ran the inference: which process, and how many models it loaded."""
+        import os
+
+        from gliclass_pipelines.loading import load_count
+
+        return os.getpid(), load_count(), result.example, result.inference
+
+    return probe
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("large_model", [False, True], ids=["per-process", "large_model"])
+def test_multi_process_loads(tiny_checkpoint, clf, debian_texts, tmp_path, monkeypatch, large_model):
+    """Measures two things per worker process: how often load_model really loaded a model (a log line per
+    load_model call, written by the handler when GLICLASS_PIPELINES_LOAD_LOG is set), and the registry's
+    load_count() in every process that ran inference (read by a DoFn fused after RunInference)."""
+    log = tmp_path / "loads.log"
+    monkeypatch.setenv(gbeam.LOAD_LOG_ENV, str(log))
+    texts = debian_texts[100:160]
+    handler = GLiClassModelHandler(tiny_checkpoint, LABELS, num_threads=1, large_model=large_model)
+    options = PipelineOptions(direct_running_mode="multi_processing", direct_num_workers=2)
+    with beam.Pipeline(runner="DirectRunner", options=options) as pipeline:
+        results = pipeline | beam.Create(texts) | beam.Reshuffle() | RunInference(handler)
+        sink(results | beam.Map(make_probe()), tmp_path / "out")
+    rows = collected(tmp_path / "out")
+    loads = [tuple(map(int, line.split())) for line in log.read_text().splitlines()]
+    inference_pids = {pid: count for pid, count, _, _ in rows}
+    assert len(inference_pids) == 2, "both worker processes must run inference for this test to mean much"
+    assert os.getpid() not in inference_pids
+    if large_model:
+        assert [n for _, n in loads] == [1]  # one load_model call on the whole machine, which loaded
+        assert sorted(inference_pids.values()) == [0, 1]  # the other process used the shared model
+    else:
+        assert Counter(pid for pid, _ in loads) == Counter(dict.fromkeys(inference_pids, 1))
+        assert all(n == 1 for _, n in loads)
+        assert set(inference_pids.values()) == {1}
+    want = dict(zip(texts, clf.classify(texts, LABELS)))
+    assert len(rows) == len(texts)
+    for _, _, text, inference in rows:
+        assert_same(inference, want[text])
+
+
+# ------------------------------------------------------------------------------------------------------
+# beam/classify_pipeline.py
+
+
+def test_classify_pipeline_end_to_end(tiny_checkpoint, clf, debian_rows, tmp_path):
+    rows = debian_rows[:25]
+    lines = [json.dumps(r) for r in rows] + ["not json", json.dumps({"id": "no-text"}), "[1, 2]"]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    command = [
+        sys.executable,
+        str(ROOT / "beam" / "classify_pipeline.py"),
+        f"--input={source}",
+        f"--output={tmp_path / 'out' / 'results'}",
+        f"--labels={','.join(LABELS)}",
+        f"--model={tiny_checkpoint}",
+        f"--dead_letter_output={tmp_path / 'dead' / 'dead'}",
+        "--runner=FnApiRunner",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = [json.loads(x) for p in (tmp_path / "out").glob("*.jsonl") for x in p.read_text().splitlines()]
+    dead = [json.loads(x) for p in (tmp_path / "dead").glob("*.jsonl") for x in p.read_text().splitlines()]
+    assert sorted(r["id"] for r in out) == sorted(r["id"] for r in rows)
+    want = dict(zip((r["id"] for r in rows), clf.classify([r["text"] for r in rows], LABELS)))
+    for record in out:
+        assert_same(record["predictions"], want[record["id"]])
+    assert sorted((d["stage"], str(d["element"])) for d in dead) == [
+        ("parse", "[1, 2]"),
+        ("parse", "not json"),
+        ("validate", "{'id': 'no-text'}"),
+    ]
+    assert all(d["reason"] for d in dead)
