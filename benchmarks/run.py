@@ -1,0 +1,345 @@
+"""Throughput of GLiClass through our Classifier against the reference pipeline, the bare forward pass on
+our own batches, and a pairwise NLI cross-encoder, over label counts. One command::
+
+    make bench                                   # .venv/bin/python benchmarks/run.py
+    make bench BENCH_ARGS="--shapes edge --labels 8"
+    make bench BENCH_ARGS=--sweep                # batch budgets, threads, ONNX Runtime, compile, bf16
+    .venv/bin/python benchmarks/run.py --quick   # < 60 s smoke run
+
+Contenders run alternately (round-robin, the starting contender rotates each round) on the same texts
+and the same model, and the headline is the ratio of median throughputs measured in this one run.
+See benchmarks/README.md for what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+QUICK_OUT = common.CACHE / "quick"
+
+# Texts per label count (the same texts for every contender in a cell); fewer where a pass is slow.
+DEFAULT_TEXTS = {
+    "edge": {1: 128, 8: 128, 32: 96, 128: 48},
+    "base": {1: 24, 8: 24, 32: 16, 128: 8},
+    "tiny": {1: 8, 8: 8},
+}
+# The cross-encoder costs one forward pass per (text, label) pair: it runs on a length-stratified subset
+# of the cell's texts holding at most this many pairs, and its texts/s is extrapolated from that subset.
+CROSS_PAIRS = {"edge": 256, "base": 64, "tiny": 16}
+
+
+@dataclass
+class Contender:
+    name: str
+    run: Callable[[list[str]], Any]
+    texts: list[str]
+    seconds: list[float] = field(default_factory=list)
+
+    def texts_per_s(self) -> float:
+        return len(self.texts) / common.median(self.seconds)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command line
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", default="edge,base", help="comma list of: " + ",".join(common.SHAPES))
+    parser.add_argument("--labels", default="1,8,32,128", help="label counts, comma separated")
+    parser.add_argument("--texts", type=int, default=None, help="texts per cell (default: per-shape table)")
+    parser.add_argument("--corpus", default="debian", choices=sorted(common.CORPORA))
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per cell")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for every contender")
+    parser.add_argument("--batch-tokens", type=int, default=None, help="our batch budget (engine default)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny model, 8 texts, 1 and 8 labels")
+    parser.add_argument("--sweep", action="store_true", help="tune our batch plan and forward backends")
+    parser.add_argument("--out", type=Path, default=None, help="results folder")
+    parser.add_argument("--name", default=None, help="results file stem (default core / core-sweep)")
+    args = parser.parse_args(argv)
+    args.shape_names = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    args.label_counts = [int(x) for x in args.labels.split(",") if x.strip()]
+    if args.quick:
+        args.shape_names, args.label_counts, args.texts, args.rounds = ["tiny"], [1, 8], 8, 1
+    args.out = args.out or (QUICK_OUT if args.quick else RESULTS)
+    args.name = args.name or ("core-sweep" if args.sweep else "core")
+    return args
+
+
+# ----------------------------------------------------------------------------------------------------
+# Contenders
+
+
+def load_models(shape: common.Shape, threads: int) -> dict[str, Any]:
+    """Our Classifier, the model and tokenizer a reference user loads, and the cross-encoder pipeline."""
+    import torch
+    from gliclass import GLiClassModel
+    from transformers import AutoTokenizer, pipeline
+
+    from gliclass_pipelines.engine import Classifier
+
+    path = common.gliclass_checkpoint(shape)
+    nli = common.cross_encoder_checkpoint(shape)
+    torch.set_num_threads(threads)
+    clf = Classifier.load(path, device="cpu", num_threads=threads)
+    model = GLiClassModel.from_pretrained(str(path)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    cross = pipeline("zero-shot-classification", model=str(nli), tokenizer=str(nli), device="cpu")
+    return {"clf": clf, "model": model, "tokenizer": tokenizer, "cross": cross}
+
+
+def reference_pipeline(models: dict[str, Any]) -> Any:
+    from gliclass import ZeroShotClassificationPipeline
+
+    model, tokenizer = models["model"], models["tokenizer"]
+    return ZeroShotClassificationPipeline(model, tokenizer, device="cpu", progress_bar=False)
+
+
+def forward_only(clf: Any, batches: list[Any]) -> None:
+    """The bare reference model forward on our planned batches: no tokenizing, planning or postprocess."""
+    import torch
+
+    with torch.inference_mode():
+        for b in batches:
+            k = max(len(s.group.labels) for s in b.sequences)
+            clf.model(input_ids=b.input_ids, attention_mask=b.attention_mask, max_num_classes=k)
+
+
+def stratified(texts: list[str], n: int) -> list[str]:
+    """n texts spread evenly over the length order, so their mean length tracks the whole set's."""
+    if n >= len(texts):
+        return list(texts)
+    order = sorted(texts, key=len)
+    return [order[int((i + 0.5) * len(order) / n)] for i in range(n)]
+
+
+def contenders(models: dict[str, Any], shape: str, texts: list[str], labels: list[str], args: Any) -> list:
+    clf, ref, cross = models["clf"], models["reference"], models["cross"]
+    batches = clf.batches(texts, labels, batch_tokens=args.batch_tokens)
+    subset = stratified(texts, max(1, CROSS_PAIRS[shape] // len(labels)))
+    return [
+        Contender("ours", lambda t: clf.run(t, labels, batch_tokens=args.batch_tokens), texts),
+        Contender("reference b8", lambda t: ref(t, labels), texts),
+        Contender("reference b16", lambda t: ref(t, labels, batch_size=16), texts),
+        Contender("forward-only", lambda t: forward_only(clf, batches), texts),
+        Contender("cross-encoder", lambda t: cross(t, candidate_labels=labels, multi_label=True), subset),
+    ]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Measuring
+
+
+def alternate(entries: list[Contender], rounds: int) -> None:
+    """Warm every contender once, then time `rounds` round-robin passes with a rotating start."""
+    for c in entries:
+        c.run(c.texts[: min(4, len(c.texts))])
+    for r in range(rounds):
+        for c in entries[r % len(entries) :] + entries[: r % len(entries)]:
+            c.seconds.append(common.timed(lambda c=c: c.run(c.texts))[0])
+
+
+def cell_work(clf: Any, texts: list[str], labels: list[str], batch_tokens: int | None) -> dict[str, Any]:
+    """Token counts of our plan and the useful FLOPs of the cell (the same for every GLiClass contender)."""
+    batches = clf.batches(texts, labels, batch_tokens=batch_tokens)
+    lengths = [len(s.ids) for b in batches for s in b.sequences]
+    config = clf.config.encoder_config
+    params = common.encoder_matmul_params(clf.inner.encoder_model)
+    flops = common.useful_flops(lengths, params, config.num_hidden_layers, config.hidden_size)
+    return {
+        "batches": len(batches),
+        "real_tokens": sum(b.real_tokens for b in batches),
+        "padded_tokens": sum(b.padded_tokens for b in batches),
+        "useful_flops": flops,
+        "sequences": len(lengths),
+    }
+
+
+def measure_cell(models: dict[str, Any], shape: str, texts: list[str], n_labels: int, args: Any) -> dict:
+    labels = common.label_set(n_labels)
+    entries = contenders(models, shape, texts, labels, args)
+    peak = common.matmul_peak(args.threads)
+    alternate(entries, args.rounds)
+    work = cell_work(models["clf"], texts, labels, args.batch_tokens)
+    rates = {c.name: c.texts_per_s() for c in entries}
+    cell = {
+        "labels": n_labels,
+        "texts": len(texts),
+        "cross_encoder_texts": len(entries[-1].texts),
+        "peak_flops": peak,
+        "texts_per_s": rates,
+        "seconds": {c.name: c.seconds for c in entries},
+        "padding_efficiency": work["real_tokens"] / work["padded_tokens"],
+        **work,
+    }
+    flops_per_text = work["useful_flops"] / len(texts)
+    cell["mfu"] = {k: flops_per_text * rates[k] / peak for k in rates if k != "cross-encoder"}
+    cell["ratios"] = {f"ours/{k}": rates["ours"] / v for k, v in rates.items() if k != "ours"}
+    log_cell(shape, cell)
+    return cell
+
+
+def log_cell(shape: str, cell: dict[str, Any]) -> None:
+    rates = ", ".join(f"{k} {v:.2f}" for k, v in cell["texts_per_s"].items())
+    ratios = ", ".join(f"{k} {v:.2f}x" for k, v in cell["ratios"].items())
+    print(f"[{shape} {cell['labels']:>3} labels] texts/s: {rates}", flush=True)
+    print(
+        f"    {ratios}; padding eff {cell['padding_efficiency']:.3f}; MFU ours {cell['mfu']['ours']:.1%}"
+        f" (peak {cell['peak_flops'] / 1e9:.0f} GFLOP/s)",
+        flush=True,
+    )
+
+
+def texts_for(shape: str, n_labels: int, args: Any) -> list[str]:
+    n = args.texts or DEFAULT_TEXTS[shape].get(n_labels, min(DEFAULT_TEXTS[shape].values()))
+    return common.sample_texts(args.corpus, n)
+
+
+def run_shape(name: str, args: Any) -> dict[str, Any]:
+    shape = common.SHAPES[name]
+    models = load_models(shape, args.threads)
+    models["reference"] = reference_pipeline(models)
+    clf = models["clf"]
+    cells = [measure_cell(models, name, texts_for(name, n, args), n, args) for n in args.label_counts]
+    return {
+        "shape": {**shape.__dict__, "params": sum(p.numel() for p in clf.model.parameters())},
+        "encoder_matmul_params": common.encoder_matmul_params(clf.inner.encoder_model),
+        "default_batch_tokens": clf.default_batch_tokens,
+        "cells": cells,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reporting
+
+
+def environment(args: Any) -> dict[str, Any]:
+    import gliclass
+    import torch
+    import transformers
+
+    return {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": len(os.sched_getaffinity(0)),
+        "threads": args.threads,
+        "loadavg_start": os.getloadavg(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "gliclass": getattr(gliclass, "__version__", "?"),
+        "corpus": args.corpus,
+        "rounds": args.rounds,
+        "batch_tokens": args.batch_tokens,
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    lines = [
+        f"# Core benchmark ({env['when']})",
+        "",
+        f"{env['cores']} cores, {env['threads']} torch threads, torch {env['torch']}, transformers "
+        f"{env['transformers']}; corpus `{env['corpus']}`; {env['rounds']} alternating rounds, median; "
+        f"load average {env['loadavg_start'][0]:.1f} at start, {env['loadavg_end'][0]:.1f} at end.",
+        "",
+    ]
+    for shape in report["shapes"]:
+        lines += shape_table(shape)
+    lines += [
+        "texts/s: texts per second. The cross-encoder runs on a length-stratified subset of the cell's "
+        "texts (`cross n`) and its texts/s is extrapolated from that subset. pad eff: real / padded tokens "
+        "of our batches. MFU: useful FLOP/s / float32 matmul peak (2048x2048 torch.mm, same threads, "
+        "measured before each cell); useful FLOPs = 2 * encoder matmul params * real tokens + "
+        "4 * layers * hidden * n^2 per sequence of n real tokens.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def shape_table(shape: dict[str, Any]) -> list[str]:
+    s = shape["shape"]
+    head = (
+        f"## {s['name']}: {s['backbone']}, hidden {s['hidden']}, {s['layers']} layers, "
+        f"{s['params'] / 1e6:.1f}M params ({shape['encoder_matmul_params'] / 1e6:.1f}M in encoder matmuls)"
+    )
+    names = ["ours", "reference b8", "reference b16", "forward-only", "cross-encoder"]
+    cols = ["labels", "texts", "cross n", *names, "ours/ref b8", "ours/ref b16", "ours/fwd", "ours/cross"]
+    cols += ["pad eff", "MFU ours", "MFU fwd"]
+    rows = [head, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for c in shape["cells"]:
+        r, q = c["texts_per_s"], c["ratios"]
+        values = [str(c["labels"]), str(c["texts"]), str(c["cross_encoder_texts"])]
+        values += [f"{r[n]:.2f}" for n in names]
+        values += [f"{q[f'ours/{n}']:.2f}x" for n in names[1:]]
+        values += [f"{c['padding_efficiency']:.3f}", f"{c['mfu']['ours']:.1%}"]
+        values += [f"{c['mfu']['forward-only']:.1%}"]
+        rows.append("| " + " | ".join(values) + " |")
+    return [*rows, ""]
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shapes = report["shapes"]
+    fig, axes = plt.subplots(1, len(shapes), figsize=(6 * len(shapes), 4.5), squeeze=False)
+    for ax, shape in zip(axes[0], shapes):
+        cells = shape["cells"]
+        x = [c["labels"] for c in cells]
+        for name in cells[0]["texts_per_s"]:
+            ax.plot(x, [c["texts_per_s"][name] for c in cells], marker="o", label=name)
+        ax.set(xscale="log", yscale="log", xlabel="labels", ylabel="texts/s", title=shape["shape"]["name"])
+        ax.set_xticks(x, [str(v) for v in x])
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("GLiClass throughput against label count (CPU, random weights, published shapes)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write(report: dict[str, Any], args: Any, text: str, with_plot: bool = True) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / args.name
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    stem.with_suffix(".md").write_text(text)
+    if with_plot:
+        plot(report, stem.with_suffix(".png"))
+    print(f"wrote {stem}.json, .md" + (", .png" if with_plot else ""), flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.sweep:
+        import sweep
+
+        return sweep.main(args)
+    report = {"environment": environment(args), "shapes": [run_shape(s, args) for s in args.shape_names]}
+    report["environment"]["loadavg_end"] = os.getloadavg()
+    write(report, args, markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
