@@ -1,0 +1,464 @@
+"""The Spark adapter on real Spark: local[2], local-cluster with fake GPUs, Spark Connect, streaming,
+and spark-submit of the job in spark/.
+
+The local-cluster and Spark Connect checks each need a fresh JVM, so they run this file as a script in
+a subprocess (``python tests/test_spark.py cluster|connect ...``), which writes its findings as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("pyspark")
+pytest.importorskip("pandas")
+
+pytestmark = pytest.mark.spark
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ["perl", "libraries", "python", "games", "networking", "documentation"]
+SCORE_TOLERANCE = 1e-5  # Spark returns float32, and batches are cut differently than in-process
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+def spark_env(**extra: str) -> dict[str, str]:
+    import pyspark
+
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.update(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    # the pip package is a complete Spark home: local-cluster executors start through its spark-class
+    env.update(SPARK_HOME=str(Path(pyspark.__file__).parent), SPARK_SCALA_VERSION="2.13")
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("gliclass-pipelines-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "128")
+        .config("spark.python.worker.reuse", "true")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def model(tiny_checkpoint) -> str:
+    return str(tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def classifier(model):
+    """The in-process oracle. One thread: on a busy 2-core machine two threads run 10x slower."""
+    import torch
+
+    from gliclass_pipelines import Classifier
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield Classifier.load(model, device="cpu")
+    torch.set_num_threads(threads)
+
+
+def expected(classifier, texts, output: str = "labels", labels=LABELS, threshold: float = 0.5) -> list[Any]:
+    from gliclass_pipelines.results import needs_all_labels, shape
+
+    results = classifier.classify(texts, labels, threshold=threshold, return_all=needs_all_labels(output))
+    return shape(results, output)
+
+
+def plain(record: Any, output: str) -> Any:
+    """A Spark value or an in-process record as plain tuples and dicts."""
+    if record is None:
+        return None
+    if output == "scores":
+        return dict(record)
+    if output == "top":
+        return (record["label"], record["score"])
+    return [(x["label"], x["score"]) for x in record]
+
+
+def assert_same(actual: Any, want: Any, output: str, what: str = "") -> None:
+    got, want = plain(actual, output), plain(want, output)
+    if want is None or got is None:
+        assert got == want, what
+        return
+    if output == "scores":
+        assert got.keys() == want.keys(), what
+        pairs = [(got[k], want[k]) for k in want]
+    elif output == "top":
+        assert got[0] == want[0], what
+        pairs = [(got[1], want[1])]
+    else:
+        assert [x[0] for x in got] == [x[0] for x in want], what
+        pairs = [(g[1], w[1]) for g, w in zip(got, want)]
+    for g, w in pairs:
+        assert g == pytest.approx(w, abs=SCORE_TOLERANCE), what
+
+
+def text_frame(spark, rows: list[tuple[Any, Any]], partitions: int = 2):
+    return spark.createDataFrame(rows, "id long, text string").repartition(partitions)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Driver side
+
+
+def test_config_is_validated_on_the_driver(model):
+    from gliclass_pipelines import ConfigError
+    from gliclass_pipelines.spark import gliclass_udf
+
+    bad = [
+        {"labels": LABELS, "model": "not a model id!"},
+        {"labels": ["a", "A"], "model": model},
+        {"labels": [], "model": model},
+        {"labels": LABELS, "model": model, "threshold": 2},
+        {"labels": LABELS, "model": model, "output": "probabilities"},
+        {"labels": LABELS, "model": model, "device": "gpu0"},
+        {"labels": LABELS, "model": model, "dtype": "int8"},
+        {"labels": LABELS, "model": model, "labels_col": "labels"},
+        {"labels": LABELS, "model": model, "not_an_option": 1},
+        {"model": model},
+    ]
+    for kwargs in bad:
+        with pytest.raises(ConfigError):
+            gliclass_udf("text", **kwargs)
+
+
+def test_udf_closure_holds_only_the_config(spark, model):
+    import pickle
+
+    from pyspark import cloudpickle
+
+    from gliclass_pipelines.config import ClassifyConfig
+    from gliclass_pipelines.spark import _pandas_udf, build_config
+
+    config = build_config(model=model, labels=LABELS)
+    function = _pandas_udf(config, False).func
+    cells = [c.cell_contents for c in function.__closure__]
+    assert {type(c) for c in cells} <= {ClassifyConfig, bool}
+    payload = cloudpickle.dumps(function)
+    assert len(payload) < 20_000
+    assert pickle.loads(payload).__closure__[0].cell_contents == config
+
+
+def test_classify_dataframe_checks_columns(spark, model):
+    from gliclass_pipelines import ConfigError
+    from gliclass_pipelines.spark import classify_dataframe
+
+    df = spark.createDataFrame([(1, "a text")], "id long, text string")
+    with pytest.raises(ConfigError, match="not a column"):
+        classify_dataframe(df, "body", model=model, labels=LABELS)
+    with pytest.raises(ConfigError, match="must be string"):
+        classify_dataframe(df, "id", model=model, labels=LABELS)
+    with pytest.raises(ConfigError, match="array<string>"):
+        classify_dataframe(df, "text", model=model, labels_col="text")
+
+
+def test_engine_device_uses_the_assigned_gpu_only_when_cuda_can(monkeypatch):
+    import torch
+
+    from gliclass_pipelines.spark import engine_device
+
+    assert engine_device(None) is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert engine_device("1") == "cuda:1"
+    assert engine_device("2") is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert engine_device("0") is None
+
+
+def test_discovery_script_lists_nvidia_smi_indices(tmp_path):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 0\necho ' 3'\n")
+    fake.chmod(0o755)
+    script = ROOT / "spark" / "get_gpus_resources.sh"
+    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
+    out = subprocess.run([str(script)], env=env, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == {"name": "gpu", "addresses": ["0", "3"]}
+
+
+# ------------------------------------------------------------------------------------------------------
+# local[2]
+
+
+@pytest.mark.parametrize("output", ["labels", "top", "scores"])
+def test_udf_equals_classifier(spark, model, classifier, debian_texts, output):
+    from gliclass_pipelines.spark import gliclass_udf
+
+    texts = debian_texts[:150] + [None, "   "]
+    df = text_frame(spark, list(enumerate(texts)))
+    rows = df.select(
+        "id", gliclass_udf("text", model=model, labels=LABELS, output=output).alias("r")
+    ).collect()
+    got = {row.id: row.r for row in rows}
+    want = expected(classifier, texts, output)
+    assert sorted(got) == list(range(len(texts)))
+    for i, record in enumerate(want):
+        assert_same(got[i], record, output, f"row {i}")
+    assert got[len(texts) - 2] is None and got[len(texts) - 1] is None
+    assert sum(r is not None for r in got.values()) == 150
+
+
+def test_null_texts_give_null(spark, model):
+    from gliclass_pipelines.spark import gliclass_udf
+
+    rows = [(0, None), (1, ""), (2, None), (3, "A game about space ships.")]
+    df = text_frame(spark, rows, partitions=1)
+    for output in ("labels", "top", "scores"):
+        got = dict(df.select("id", gliclass_udf("text", model=model, labels=LABELS, output=output)).collect())
+        assert [got[i] is None for i in range(4)] == [True, True, True, False], output
+
+
+def test_per_row_labels(spark, model, classifier, debian_texts):
+    from gliclass_pipelines.spark import gliclass_udf
+
+    label_sets = [["perl", "games"], ["python"], None, [], ["a", "a"], ["ok", None], ["", "x"], LABELS]
+    rows = [(i, debian_texts[i], label_sets[i % len(label_sets)]) for i in range(40)] + [(40, None, ["x"])]
+    df = spark.createDataFrame(rows, "id long, text string, labels array<string>").repartition(3)
+    for output in ("labels", "top", "scores"):
+        column = gliclass_udf("text", model=model, labels_col="labels", output=output, threshold=0.3)
+        got = dict(df.select("id", column).collect())
+        for i, text, labels in rows:
+            if text is None or labels in (["a", "a"], ["ok", None], ["", "x"]):
+                assert got[i] is None, (i, labels)
+            elif not labels:
+                assert got[i] == {"labels": [], "scores": {}, "top": None}[output], (i, labels)
+            else:
+                want = expected(classifier, [text], output, labels=labels, threshold=0.3)[0]
+                assert_same(got[i], want, output, f"row {i}")
+
+
+def test_classify_dataframe(spark, model, classifier, debian_texts):
+    from gliclass_pipelines.spark import classify_dataframe
+
+    df = text_frame(spark, list(enumerate(debian_texts[:20])))
+    out = classify_dataframe(df, "text", model=model, labels=LABELS, output="top", output_col="best")
+    assert out.columns == ["id", "text", "best"]
+    want = expected(classifier, debian_texts[:20], "top")
+    for row in out.collect():
+        assert_same(row.best, want[row.id], "top")
+
+
+def test_ten_thousand_rows_in_16_partitions(spark, model, classifier, debian_texts):
+    from gliclass_pipelines.spark import gliclass_udf
+
+    # every text is distinct, so a row that got another row's result shows up as a mismatch
+    texts = [f"{debian_texts[i % len(debian_texts)][:60]} (row {i})" for i in range(10_000)]
+    df = text_frame(spark, list(enumerate(texts)), partitions=16)
+    assert df.rdd.getNumPartitions() == 16
+    results = df.select("id", gliclass_udf("text", model=model, labels=LABELS, output="top").alias("r"))
+    want = spark.createDataFrame(
+        [(i, r["label"], r["score"]) for i, r in enumerate(expected(classifier, texts, "top"))],
+        "id long, label string, score double",
+    )
+    joined = results.join(want, "id", "full_outer").collect()
+    assert len(joined) == 10_000
+    assert len({row.id for row in joined}) == 10_000
+    mismatched = [
+        row.id
+        for row in joined
+        if row.r is None or row.r.label != row.label or abs(row.r.score - row.score) > SCORE_TOLERANCE
+    ]
+    assert mismatched == []
+
+
+def test_each_python_worker_loads_the_model_once(spark, checkpoint_factory, debian_texts):
+    from gliclass_pipelines.spark import gliclass_udf
+
+    fresh = str(checkpoint_factory(seed=11))  # a model no other test loaded in these workers
+    df = text_frame(spark, [(i, debian_texts[i % 50]) for i in range(320)], partitions=16)
+    debug = df.select(gliclass_udf("text", model=fresh, labels=LABELS, _debug=True).alias("d"))
+    seen = [row.d for _ in range(2) for row in debug.collect()]
+    assert len(seen) == 640
+    counts: dict[int, set[int]] = {}
+    for d in seen:
+        counts.setdefault(d.pid, set()).add(d.load_count)
+        assert d.device == "cpu" and d.gpu is None and d.threads == 1
+    assert len({d.partition for d in seen}) == 16
+    assert 1 <= len(counts) <= 2, counts  # local[2] with reused workers: at most 2 Python processes
+    assert all(len(values) == 1 and min(values) >= 1 for values in counts.values()), counts
+
+
+def test_structured_streaming(spark, model, classifier, debian_texts, tmp_path):
+    from gliclass_pipelines.spark import gliclass_udf
+
+    source = tmp_path / "in"
+    source.mkdir()
+    texts = debian_texts[:90]
+    for part in range(3):
+        with open(source / f"part-{part}.jsonl", "w") as handle:
+            for i in range(part * 30, part * 30 + 30):
+                handle.write(json.dumps({"id": i, "text": texts[i]}) + "\n")
+    stream = spark.readStream.schema("id long, text string").option("maxFilesPerTrigger", 1).json(str(source))
+    classified = stream.select("id", gliclass_udf("text", model=model, labels=LABELS).alias("r"))
+    query = (
+        classified.writeStream.format("memory")
+        .queryName("gliclass_stream")
+        .option("checkpointLocation", str(tmp_path / "checkpoint"))
+        .trigger(availableNow=True)
+        .start()
+    )
+    try:
+        assert query.awaitTermination(180)
+        assert query.exception() is None
+    finally:
+        query.stop()
+    assert sum(p["numInputRows"] for p in query.recentProgress) == 90
+    got = {row.id: row.r for row in spark.table("gliclass_stream").collect()}
+    assert sorted(got) == list(range(90))
+    for i, record in enumerate(expected(classifier, texts)):
+        assert_same(got[i], record, "labels", f"row {i}")
+
+
+# ------------------------------------------------------------------------------------------------------
+# Fresh JVMs: spark-submit, local-cluster with fake GPUs, Spark Connect
+
+
+def run_script(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+    return done
+
+
+def test_classify_job_through_spark_submit(model, classifier, debian_rows, tmp_path):
+    import pyarrow.parquet as pq
+
+    rows = [{"id": r["id"], "text": r["text"]} for r in debian_rows[:60]] + [{"id": "no-text", "text": None}]
+    source = tmp_path / "input.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    taxonomy = tmp_path / "taxonomy.yaml"
+    taxonomy.write_text("labels:\n" + "".join(f"  - {label}\n" for label in LABELS))
+    output = tmp_path / "out"
+    submit = Path(sys.executable).parent / "spark-submit"
+    done = run_script(
+        [str(submit), "--master", "local[2]", "--conf", "spark.ui.enabled=false",
+         str(ROOT / "spark" / "classify_job.py"), "--input", str(source), "--input-format", "json",
+         "--text-col", "text", "--id-col", "id", "--taxonomy", str(taxonomy), "--model", model,
+         "--output", str(output), "--partitions", "3"],
+        spark_env(),
+    )  # fmt: skip
+    assert "wrote 61 rows" in done.stdout
+    table = pq.read_table(output).to_pylist()
+    got = {r["id"]: r["gliclass"] for r in table}
+    assert len(table) == len(got) == 61
+    want = expected(classifier, [r["text"] for r in rows])
+    for row, record in zip(rows, want):
+        assert_same(got[row["id"]], record, "labels", row["id"])
+
+
+@pytest.mark.slow
+def test_local_cluster_tasks_resolve_their_assigned_gpu(model, tmp_path):
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    # each worker's discovery run claims the next free index, so the two workers own different GPUs
+    (fake_bin / "nvidia-smi").write_text(
+        '#!/bin/sh\nfor i in 0 1 2 3; do mkdir "$FAKE_GPU_CLAIMS/$i" 2>/dev/null && echo $i && exit 0; done\n'
+    )
+    (fake_bin / "nvidia-smi").chmod(0o755)
+    out = tmp_path / "cluster.json"
+    env = spark_env(FAKE_GPU_CLAIMS=str(claims), PATH=f"{fake_bin}:{os.environ['PATH']}")
+    run_script([sys.executable, __file__, "cluster", model, str(out)], env, timeout=400)
+    rows = json.loads(out.read_text())
+    claimed = sorted(p.name for p in claims.iterdir())
+    assert claimed == ["0", "1"]
+    assert len(rows) == 64
+    by_pid: dict[int, set[str]] = {}
+    for row in rows:
+        assert row["gpu"] in claimed
+        assert row["requested_device"] == f"cuda:{row['gpu']}"
+        assert row["device"] == "cpu"  # no CUDA here: the worker warns and falls back
+        by_pid.setdefault(row["pid"], set()).add(row["gpu"])
+    assert all(len(gpus) == 1 for gpus in by_pid.values()), by_pid
+    assert set().union(*by_pid.values()) == {"0", "1"}, by_pid
+
+
+@pytest.mark.slow
+def test_spark_connect_smoke(model, classifier, debian_texts, tmp_path):
+    out = tmp_path / "connect.json"
+    run_script([sys.executable, __file__, "connect", model, str(out)], spark_env(), timeout=300)
+    report = json.loads(out.read_text())
+    assert report["torch_on_client"] is False
+    texts = debian_texts[:30] + [None]
+    assert len(report["rows"]) == len(texts)
+    for (i, record), want in zip(sorted(report["rows"]), expected(classifier, texts)):
+        assert_same(record, want, "labels", f"row {i}")
+
+
+# ------------------------------------------------------------------------------------------------------
+# Subprocess entry points
+
+
+def _cluster_main(model: str, out: str) -> None:
+    from pyspark.sql import SparkSession
+
+    from gliclass_pipelines.spark import gliclass_udf
+
+    script = str(ROOT / "spark" / "get_gpus_resources.sh")
+    spark = (
+        SparkSession.builder.master("local-cluster[2,1,1024]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.worker.resource.gpu.amount", "1")
+        .config("spark.worker.resource.gpu.discoveryScript", script)
+        .config("spark.executor.resource.gpu.amount", "1")
+        .config("spark.task.resource.gpu.amount", "1")
+        .config("spark.scheduler.minRegisteredResourcesRatio", "1.0")
+        .config("spark.scheduler.maxRegisteredResourcesWaitingTime", "120s")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "16")
+        .getOrCreate()
+    )
+    try:
+        df = spark.createDataFrame([(i, f"text number {i}") for i in range(64)], "id long, text string")
+        column = gliclass_udf("text", model=model, labels=LABELS, _debug=True)
+        rows = df.repartition(8).select(column.alias("d")).collect()
+        Path(out).write_text(json.dumps([row.d.asDict() for row in rows]))
+    finally:
+        spark.stop()
+
+
+def _connect_main(model: str, out: str) -> None:
+    from pyspark.sql import SparkSession
+
+    from gliclass_pipelines.spark import gliclass_udf
+
+    data = ROOT.parent / "shared" / "data" / "debian_packages.jsonl"
+    with open(data, encoding="utf-8") as handle:
+        debian = [json.loads(line) for _, line in zip(range(30), handle)]
+    texts = [r["text"] for r in debian] + [None]
+    spark = (
+        SparkSession.builder.remote("local[2]")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "16")
+        .getOrCreate()
+    )
+    try:
+        assert type(spark).__module__.startswith("pyspark.sql.connect"), type(spark)
+        df = spark.createDataFrame(list(enumerate(texts)), "id long, text string").repartition(2)
+        rows = df.select("id", gliclass_udf("text", model=model, labels=LABELS).alias("r")).collect()
+        records = [(row.id, None if row.r is None else [x.asDict() for x in row.r]) for row in rows]
+        Path(out).write_text(json.dumps({"rows": records, "torch_on_client": "torch" in sys.modules}))
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    mode, model_arg, out_arg = sys.argv[1:4]
+    {"cluster": _cluster_main, "connect": _connect_main}[mode](model_arg, out_arg)
