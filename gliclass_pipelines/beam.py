@@ -44,8 +44,7 @@ __all__ = [
 NAMESPACE = "gliclass"
 DEAD_LETTERS = "dead_letters"
 CHARS_PER_TOKEN = 4
-DEFAULT_MIN_BATCH_TOKENS = 1024
-DEFAULT_MAX_BATCH_TOKENS = 16384
+DEFAULT_BATCH_TOKENS = 65536
 LOAD_LOG_ENV = "GLICLASS_PIPELINES_LOAD_LOG"
 _NULL_REASONS = (None, "null text", "blank text")
 _SUPPORTS_LENGTH_BUCKETS = "batch_length_fn" in inspect.signature(ModelHandler.__init__).parameters
@@ -228,7 +227,9 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
             field means the shared ``labels``.
         min_batch_tokens, max_batch_tokens: ``beam.BatchElements`` weighs each element by its estimated
             tokens (``element_size_fn``; text plus labels) and keeps each batch within these bounds. The
-            engine then cuts a batch into length-sorted model batches of ``batch_tokens``.
+            engine then sorts a batch by length and cuts it into model batches of ``batch_tokens``, so
+            big Beam batches mean little padding. By default both are 65536 (a fixed size; Beam's
+            adaptive sizing only starts when min_batch_tokens is set lower).
         min_batch_size, max_batch_size: batch by element count instead (these turn token weights off).
         max_batch_duration_secs: buffer elements across bundles (Beam's stateful batching, for streaming).
             Beam then counts elements (min/max_batch_size) and, where the installed Beam supports it,
@@ -435,8 +436,10 @@ def batching_kwargs(
         if _SUPPORTS_LENGTH_BUCKETS:
             counts.update(batch_length_fn=weight, batch_bucket_boundaries=bucket_boundaries)
         return counts
-    low = min_batch_tokens or DEFAULT_MIN_BATCH_TOKENS
-    high = max_batch_tokens or max(DEFAULT_MAX_BATCH_TOKENS, low)
+    # by default min == max: Beam's adaptive sizing amortizes a per-batch fixed cost, while here a
+    # bigger batch is what pays (the engine sorts it by length, so less padding)
+    high = max_batch_tokens or max(DEFAULT_BATCH_TOKENS, min_batch_tokens or 0)
+    low = min_batch_tokens or high
     _check_order("min_batch_tokens", low, "max_batch_tokens", high)
     # BatchElements emits an empty batch when one element outweighs its target, so cap the weights
     return {"min_batch_size": low, "max_batch_size": high, "element_size_fn": weight.capped(low)}

@@ -152,6 +152,13 @@ def test_batching_kwargs_weigh_elements_by_tokens(tiny_checkpoint):
     assert weight(42) == 1
 
 
+def test_batching_kwargs_default_is_a_fixed_token_budget(tiny_checkpoint):
+    kwargs = GLiClassModelHandler(tiny_checkpoint, LABELS).batch_elements_kwargs()
+    assert kwargs["min_batch_size"] == kwargs["max_batch_size"] == gbeam.DEFAULT_BATCH_TOKENS
+    kwargs = GLiClassModelHandler(tiny_checkpoint, LABELS, max_batch_tokens=999).batch_elements_kwargs()
+    assert kwargs["min_batch_size"] == kwargs["max_batch_size"] == 999
+
+
 def test_batching_kwargs_counts_and_length_buckets(tiny_checkpoint):
     weight = GLiClassModelHandler(tiny_checkpoint, LABELS).token_weight()
     assert batching_kwargs(weight, max_batch_size=8) == {"min_batch_size": None, "max_batch_size": 8}
