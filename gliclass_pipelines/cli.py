@@ -622,6 +622,7 @@ def _read_csv(path: Path, block_size: int) -> tuple[Any, Iterator[Any]]:
     reader = pc.open_csv(
         pa.input_stream(str(path), compression="detect"),
         read_options=pc.ReadOptions(block_size=block_size),
+        parse_options=pc.ParseOptions(newlines_in_values=True),
         convert_options=convert,
     )
     return reader.schema, iter(reader)
@@ -740,7 +741,7 @@ class Progress:
         if style == "auto":
             style = "bar" if sys.stderr.isatty() else "log"
         self.total, self.style, self.every = total, style, every
-        self.done = 0
+        self.done = self.logged_rows = 0
         self.started = self.logged = time.perf_counter()
         self.bar: Any = None
         if style == "bar":
@@ -755,8 +756,11 @@ class Progress:
             return
         now = time.perf_counter()
         if self.style == "log" and (self.done == rows or now - self.logged >= self.every):
-            self.logged = now
-            print(f"gliclass-pipelines: {self.line(now)}", file=sys.stderr, flush=True)
+            self._log(now)
+
+    def _log(self, now: float) -> None:
+        self.logged, self.logged_rows = now, self.done
+        print(f"gliclass-pipelines: {self.line(now)}", file=sys.stderr, flush=True)
 
     def line(self, now: float) -> str:
         rate = self.done / max(now - self.started, 1e-9)
@@ -769,9 +773,11 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, kind: Any, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.close()
+        elif self.style == "log" and kind is None and self.done != self.logged_rows:
+            self._log(time.perf_counter())
 
 
 def _duration(seconds: float) -> str:
@@ -833,8 +839,8 @@ def read_spark(spark: Any, job: Job) -> Any:
     path = str(job.input)
     if job.input_format == "parquet":
         return spark.read.parquet(path)
-    if job.input_format == "csv":
-        return spark.read.option("header", True).csv(path)
+    if job.input_format == "csv":  # RFC 4180: "" escapes a quote, quoted values may hold newlines
+        return spark.read.options(header=True, escape='"', multiLine=True).csv(path)
     df = spark.read.json(path)
     order = [name for name in input_schema(job.input, "jsonl").names if name in df.columns]
     return df.select(*order, *[c for c in df.columns if c not in order])  # file order, not Spark's sorted
@@ -847,7 +853,7 @@ def spark_labels_column(df: Any, column: str) -> tuple[Any, str]:
 
     if not isinstance(df.schema[column].dataType, StringType):
         return df, column
-    split = F.filter(F.transform(F.split(F.col(column), ","), F.trim), lambda x: x != "")
+    split = F.filter(F.transform(F.split(F.col(column), ","), lambda x: F.trim(x)), lambda x: x != "")
     return df.withColumn("__gliclass_labels", split), "__gliclass_labels"
 
 

@@ -1,0 +1,412 @@
+"""The gliclass-pipelines CLI: formats, engines, atomic commits, re-run modes, errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+
+from gliclass_pipelines import cli
+from gliclass_pipelines.results import arrow_type
+
+LABELS = ["libraries", "games", "science", "networking"]
+N_ROWS = 40
+NULL_ROW, BLANK_ROW = 3, 7
+
+
+@pytest.fixture(scope="module")
+def rows(debian_rows) -> list[dict]:
+    rows = [{"id": r["id"], "section": r["section"], "text": r["text"]} for r in debian_rows[:N_ROWS]]
+    rows[1]["id"] = "0042"  # CSV must keep it text, like Spark's CSV reader does
+    rows[2]["text"] = 'a "quoted" word,\nand a second line: CSV readers must agree on both'
+    rows[NULL_ROW]["text"] = None
+    rows[BLANK_ROW]["text"] = "   "
+    return rows
+
+
+@pytest.fixture(scope="module")
+def inputs(rows, tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("inputs")
+    table = pa.Table.from_pylist(rows)
+    paths = {fmt: folder / f"packages.{fmt}" for fmt in ("parquet", "jsonl", "csv")}
+    pq.write_table(table, paths["parquet"])
+    paths["jsonl"].write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    pcsv.write_csv(table, paths["csv"])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def expected(rows, tiny_checkpoint) -> dict[str, dict[str, float] | None]:
+    """The classifier's own results, id -> {label: score}, for the outputs to match."""
+    from gliclass_pipelines.engine import Classifier
+
+    texts = [r["text"] for r in rows]
+    texts[BLANK_ROW] = None  # blank and null both give a null result
+    results = Classifier.load(tiny_checkpoint).classify(texts, LABELS)
+    return {r["id"]: as_scores(result) for r, result in zip(rows, results)}
+
+
+def as_scores(result: list[dict] | None) -> dict[str, float] | None:
+    return None if result is None else {x["label"]: x["score"] for x in result}
+
+
+def classify_args(source: Path, output: Path, model: Path | str, *extra: str) -> list[str]:
+    return [
+        "classify",
+        "--input", str(source),
+        "--output", str(output),
+        "--text-column", "text",
+        "--id-column", "id",
+        "--labels", ",".join(LABELS),
+        "--model", str(model),
+        *extra,
+    ]  # fmt: skip
+
+
+def read_output(output: Path) -> list[dict]:
+    return pq.read_table(output).to_pylist()
+
+
+def check_output(output: Path, rows: list[dict], expected: dict, *, ordered: bool) -> list[dict]:
+    got = read_output(output)
+    ids = [r["id"] for r in got]
+    want = [r["id"] for r in rows]
+    assert (ids if ordered else sorted(ids)) == (want if ordered else sorted(want))
+    for row in got:
+        scores, want_scores = as_scores(row["gliclass"]), expected[row["id"]]
+        if want_scores is None:
+            assert scores is None, row["id"]
+        else:
+            assert scores == pytest.approx(want_scores, abs=1e-4), row["id"]
+    success = json.loads((output / cli.SUCCESS).read_text())
+    assert success["rows"] == len(rows)
+    assert success["null_inputs"] == 2
+    assert success["failed"] == 0
+    assert not list(output.parent.glob(f"{output.name}.tmp-*"))
+    return got
+
+
+def result_type(output: Path) -> pa.DataType:
+    return pq.read_schema(cli.part_files(output)[0]).field("gliclass").type
+
+
+# ----------------------------------------------------------------------------------------------------
+# Local engine
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "csv"])
+def test_local_engine_keeps_rows_ids_and_order(
+    fmt, inputs, rows, expected, tiny_checkpoint, tmp_path, capsys
+):
+    output = tmp_path / "out"
+    code = cli.main(classify_args(inputs[fmt], output, tiny_checkpoint, "--chunk-rows", "16"))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    got = check_output(output, rows, expected, ordered=True)
+    assert got[1]["id"] == "0042"
+    assert list(got[0]) == ["id", "section", "text", "gliclass"]
+    assert f"rows          {N_ROWS}" in out and "null inputs   2" in out and "model load" in out
+    assert f"{N_ROWS}/{N_ROWS} rows" in err  # not a terminal here: plain progress lines
+    assert result_type(output).value_type == arrow_type("labels").value_type
+
+
+def test_local_engine_writes_several_parts_in_order(inputs, rows, expected, tiny_checkpoint, tmp_path):
+    output = tmp_path / "out"
+    extra = ("--chunk-rows", "7", "--rows-per-file", "15")
+    assert cli.main(classify_args(inputs["parquet"], output, tiny_checkpoint, *extra)) == 0
+    assert [p.name for p in cli.part_files(output)] == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+    ]
+    check_output(output, rows, expected, ordered=True)
+
+
+def test_local_engine_per_row_labels(rows, tiny_checkpoint, tmp_path):
+    source = tmp_path / "rows.jsonl"
+    candidates = [LABELS[:2], LABELS[2:], ["games"]]
+    with open(source, "w") as handle:
+        for i, row in enumerate(rows[:12]):
+            handle.write(json.dumps({**row, "candidates": candidates[i % 3]}) + "\n")
+    args = classify_args(source, tmp_path / "out", tiny_checkpoint, "--threshold", "0")
+    args[args.index("--labels") : args.index("--labels") + 2] = ["--labels-column", "candidates"]
+    assert cli.main(args) == 0
+    got = read_output(tmp_path / "out")
+    assert len(got) == 12
+    for row in got:
+        if row["gliclass"] is not None:
+            assert sorted(x["label"] for x in row["gliclass"]) == sorted(row["candidates"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Re-runs: --mode
+
+
+@pytest.fixture
+def done(inputs, tiny_checkpoint, tmp_path) -> Path:
+    output = tmp_path / "out"
+    assert cli.main(classify_args(inputs["jsonl"], output, tiny_checkpoint)) == 0
+    return output
+
+
+def test_mode_error_refuses_to_overwrite(done, inputs, tiny_checkpoint, capsys):
+    before = (done / cli.SUCCESS).read_text()
+    capsys.readouterr()
+    assert cli.main(classify_args(inputs["jsonl"], done, tiny_checkpoint)) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--mode overwrite" in err
+    assert (done / cli.SUCCESS).read_text() == before
+
+
+def test_mode_skip_existing_skips_a_complete_output_without_loading(done, inputs, capsys):
+    before = (done / cli.SUCCESS).read_text()
+    args = classify_args(inputs["jsonl"], done, "/no/such/model", "--mode", "skip-existing")
+    assert cli.main(args) == 0
+    assert "skipped" in capsys.readouterr().out
+    assert (done / cli.SUCCESS).read_text() == before
+
+
+def test_mode_skip_existing_redoes_an_incomplete_output(done, inputs, rows, expected, tiny_checkpoint):
+    (done / cli.SUCCESS).unlink()
+    args = classify_args(inputs["jsonl"], done, tiny_checkpoint, "--mode", "skip-existing")
+    assert cli.main(args) == 0
+    check_output(done, rows, expected, ordered=True)
+
+
+def test_mode_overwrite_replaces_the_output(done, inputs, tiny_checkpoint):
+    args = classify_args(inputs["jsonl"], done, tiny_checkpoint, "--mode", "overwrite", "--threshold", "0")
+    args[args.index("--labels") + 1] = "alpha,beta"
+    assert cli.main(args) == 0
+    labels = {x["label"] for row in read_output(done) for x in row["gliclass"] or []}
+    assert labels == {"alpha", "beta"}
+    assert sorted(p.name for p in done.parent.iterdir()) == ["out"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Errors
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"--labels": "games,Games"}, "duplicate label"),
+        ({"--labels": "missing.yaml"}, "does not exist"),
+        ({"--threshold": "1.5"}, "threshold"),
+        ({"--text-column": "body"}, "'body' is not a column"),
+        ({"--id-column": "key"}, "'key' is not a column"),
+        ({"--result-column": "section"}, "already has a column 'section'"),
+        ({"--input": "/no/such/file.jsonl"}, "does not exist"),
+        ({"--input": "data.txt"}, "cannot tell the format"),
+        ({"--spark-conf": "no-equals-sign"}, "KEY=VALUE"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(change, message, inputs, tiny_checkpoint, tmp_path, capsys):
+    if change.get("--input") == "data.txt":
+        change["--input"] = str(tmp_path / "data.txt")
+        Path(change["--input"]).write_text("x\n")
+    args = classify_args(inputs["jsonl"], tmp_path / "out", tiny_checkpoint)
+    for option, value in change.items():
+        if option in args:
+            args[args.index(option) + 1] = value
+        else:
+            args += [option, value]
+    assert cli.main(args) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_model_exits_3(inputs, tmp_path, capsys):
+    assert cli.main(classify_args(inputs["jsonl"], tmp_path / "out", tmp_path / "nowhere")) == cli.EXIT_MODEL
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob("out.tmp-*"))
+
+
+def command() -> list[str]:
+    script = Path(sys.executable).parent / "gliclass-pipelines"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "gliclass_pipelines.cli"]
+
+
+def test_unreachable_hub_says_how_to_use_a_local_checkpoint(inputs, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    args = classify_args(inputs["jsonl"], tmp_path / "out", "knowledgator/gliclass-edge-v3.0")
+    done = subprocess.run(command() + args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == cli.EXIT_MODEL, done.stderr
+    assert "make-test-model" in done.stderr and "local checkpoint directory" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# ----------------------------------------------------------------------------------------------------
+# Killed runs
+
+
+def start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(command() + args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def wait_for_progress(process: subprocess.Popen, temp_glob: tuple[Path, str]) -> None:
+    """Read stderr until a progress line shows and a part file is in the temporary directory."""
+    folder, pattern = temp_glob
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if " rows (" in line and list(folder.glob(pattern + "/part-*.parquet")):
+            return
+    pytest.fail("the CLI ended before it made progress:\n" + "".join(seen))
+
+
+@pytest.fixture(scope="module")
+def big_input(tmp_path_factory) -> tuple[Path, list[str]]:
+    from conftest import read_jsonl
+
+    rows = read_jsonl("pypi_summaries.jsonl", 800)
+    path = tmp_path_factory.mktemp("big") / "big.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path, [r["id"] for r in rows]
+
+
+def big_args(source: Path, output: Path, model: Path) -> list[str]:
+    extra = ("--chunk-rows", "25", "--rows-per-file", "50", "--progress", "log", "--log-every", "0")
+    return classify_args(source, output, model, *extra)
+
+
+def test_killed_run_leaves_nothing_complete_and_rerun_completes(big_input, tiny_checkpoint, tmp_path):
+    source, ids = big_input
+    output = tmp_path / "out"
+    process = start(big_args(source, output, tiny_checkpoint))
+    try:
+        wait_for_progress(process, (tmp_path, "out.tmp-*"))
+        process.kill()
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert not output.exists()
+    assert not list(tmp_path.rglob(cli.SUCCESS))
+    left = list(tmp_path.glob("out.tmp-*"))
+    assert len(left) == 1 and cli.part_files(left[0])  # partial parts, never where readers look
+
+    assert cli.main(big_args(source, output, tiny_checkpoint)) == 0
+    assert [r["id"] for r in read_output(output)] == ids
+    assert json.loads((output / cli.SUCCESS).read_text())["rows"] == len(ids)
+    assert not list(tmp_path.glob("out.tmp-*"))  # the dead run's directory is cleaned up
+
+
+def test_terminated_run_removes_its_temporary_directory(big_input, tiny_checkpoint, tmp_path):
+    source, _ = big_input
+    process = start(big_args(source, tmp_path / "out", tiny_checkpoint))
+    try:
+        wait_for_progress(process, (tmp_path, "out.tmp-*"))
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143, err
+    assert "terminated" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------------------
+# Progress and make-test-model
+
+
+def test_progress_log_lines_show_rows_rate_and_eta(capsys):
+    with cli.Progress(total=100, style="log", every=3600) as progress:
+        progress.update(10)
+        progress.update(10)  # within `every` seconds: no line until the last
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert "10/100 rows (10%)" in lines[0] and "rows/s" in lines[0] and "ETA" in lines[0]
+    assert "20/100 rows (20%)" in lines[1]
+
+
+def test_progress_bar_on_a_terminal(capsys):
+    with cli.Progress(total=100, style="bar", every=0) as progress:
+        progress.update(40)
+    err = capsys.readouterr().err
+    assert "40/100" in err and "rows/s" in err.replace(" rows/s", "rows/s")
+
+
+def test_make_test_model_writes_a_loadable_checkpoint(tmp_path, capsys):
+    from gliclass_pipelines.engine import Classifier
+
+    assert cli.main(["make-test-model", str(tmp_path / "tiny")]) == 0
+    assert "GLICLASS_MODEL=" in capsys.readouterr().out
+    results = Classifier.load(tmp_path / "tiny").classify(
+        ["a chess engine"], ["games", "science"], threshold=0
+    )
+    assert {x["label"] for x in results[0]} == {"games", "science"}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Spark and Beam engines
+
+
+@pytest.fixture(scope="module")
+def spark():
+    pytest.importorskip("pyspark")
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "csv"])
+def test_spark_engine(fmt, spark, inputs, rows, expected, tiny_checkpoint, tmp_path, capsys):
+    local, output = tmp_path / "local", tmp_path / "spark"
+    assert cli.main(classify_args(inputs[fmt], local, tiny_checkpoint)) == 0
+    code = cli.main(classify_args(inputs[fmt], output, tiny_checkpoint, "--engine", "spark"))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    got = check_output(output, rows, expected, ordered=False)
+    assert list(got[0]) == ["id", "section", "text", "gliclass"]
+    assert result_type(output) == result_type(local)  # the same Parquet schema from both engines
+    assert pq.read_schema(cli.part_files(output)[0]).field("id").type == pa.string()
+    assert "done with the spark engine" in out and f"rows          {N_ROWS}" in out
+
+
+@pytest.mark.spark
+def test_spark_engine_per_row_labels_from_csv_text(spark, rows, tiny_checkpoint, tmp_path):
+    source = tmp_path / "rows.csv"
+    table = pa.Table.from_pylist([{**r, "candidates": "games, science"} for r in rows[:10]])
+    pcsv.write_csv(table, source)
+    args = classify_args(source, tmp_path / "out", tiny_checkpoint, "--engine", "spark", "--threshold", "0")
+    args[args.index("--labels") : args.index("--labels") + 2] = ["--labels-column", "candidates"]
+    assert cli.main(args) == 0
+    got = read_output(tmp_path / "out")
+    assert len(got) == 10 and list(got[0]) == ["id", "section", "text", "candidates", "gliclass"]
+    assert {x["label"] for x in got[0]["gliclass"]} == {"games", "science"}
+
+
+@pytest.mark.beam
+def test_beam_engine_on_jsonl(inputs, rows, expected, tiny_checkpoint, tmp_path, capsys):
+    pytest.importorskip("apache_beam")
+    local, output = tmp_path / "local", tmp_path / "beam"
+    assert cli.main(classify_args(inputs["jsonl"], local, tiny_checkpoint)) == 0
+    code = cli.main(classify_args(inputs["jsonl"], output, tiny_checkpoint, "--engine", "beam"))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    got = check_output(output, rows, expected, ordered=False)
+    assert list(got[0]) == ["id", "section", "text", "gliclass"]
+    assert result_type(output) == result_type(local)
+    assert "done with the beam engine" in out
+    truncated = [json.loads((path / cli.SUCCESS).read_text())["truncated"] for path in (local, output)]
+    assert truncated[0] == truncated[1] > 0  # from Beam's metrics
