@@ -386,8 +386,10 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
         except Exception as exc:
             if len(texts) == 1:
                 return [Failed(f"{type(exc).__name__}: {exc}")]
-            logger.warning("a batch of %d failed (%s); retrying its elements one by one", len(texts), exc)
-            return [x for t, lab in zip(texts, labels) for x in self._classify_isolated([t], [lab], model)]
+            logger.warning("a batch of %d failed (%s); retrying it in halves", len(texts), exc)
+            half = len(texts) // 2
+            first = self._classify_isolated(texts[:half], labels[:half], model)
+            return first + self._classify_isolated(texts[half:], labels[half:], model)
         _count_batch(done)
         return [x if r in _NULL_REASONS else Failed(r) for x, r in zip(done.records, done.reasons)]
 
