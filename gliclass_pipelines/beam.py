@@ -47,6 +47,18 @@ CHARS_PER_TOKEN = 4
 DEFAULT_BATCH_TOKENS = 65536
 LOAD_LOG_ENV = "GLICLASS_PIPELINES_LOAD_LOG"
 _NULL_REASONS = (None, "null text", "blank text")
+_CONFIG_FIELDS = (
+    "threshold",
+    "multi_label",
+    "output",
+    "device",
+    "dtype",
+    "long_text",
+    "batch_tokens",
+    "max_length",
+    "num_threads",
+    "options",
+)
 _SUPPORTS_LENGTH_BUCKETS = "batch_length_fn" in inspect.signature(ModelHandler.__init__).parameters
 
 
@@ -239,6 +251,9 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
             ``model_copies`` handles. With ``device="auto"`` on a machine with several GPUs, the copies go
             round robin over the GPUs, so ``model_copies=<number of GPUs>`` gives one model per GPU.
         env_vars: environment variables set on the worker before the model loads.
+        options: more Classifier.run options (``prompt``, ``examples``, ``chunk_overlap``...).
+
+    ``GLiClassModelHandler.from_config(config, **beam_options)`` takes an existing ClassifyConfig.
     """
 
     def __init__(
@@ -266,6 +281,7 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
         large_model: bool = False,
         model_copies: int | None = None,
         env_vars: dict[str, str] | None = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
         if labels is None and labels_field is None:
             raise ConfigError("give labels, or a labels_field that holds each element's labels")
@@ -282,6 +298,7 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
             batch_tokens=batch_tokens,
             max_length=max_length,
             num_threads=num_threads,
+            options=dict(options or {}),
         )
         self.config = config
         self.text_field, self.labels_field = text_field, labels_field
@@ -299,6 +316,12 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
         super().__init__(
             large_model=large_model, model_copies=model_copies, env_vars=env_vars or {}, **batching
         )
+
+    @classmethod
+    def from_config(cls, config: ClassifyConfig, **kwargs: Any) -> GLiClassModelHandler:
+        """A handler for a ClassifyConfig; kwargs are the Beam-side arguments (fields, batching, sharing)."""
+        fields = {name: getattr(config, name) for name in _CONFIG_FIELDS}
+        return cls(config.model, config.labels, **fields, **kwargs)
 
     def token_weight(self) -> TokenWeight:
         shared_labels = self.config.labels.labels if self.config.labels is not None else ()

@@ -31,6 +31,7 @@ from gliclass_pipelines.beam import (  # noqa: E402
     GLiClassModelHandler,
     batching_kwargs,
 )
+from gliclass_pipelines.config import ClassifyConfig  # noqa: E402
 from gliclass_pipelines.loading import load_count  # noqa: E402
 
 pytestmark = pytest.mark.beam
@@ -199,6 +200,20 @@ def test_run_inference_element_kinds_in_order(tiny_checkpoint, clf, texts):
     want = [shared[0], shared[1], mine[0], None, None, mine[1], shared[2]]
     for got, expected in zip(results, want):
         assert_same(got.inference, expected)
+
+
+def test_from_config_keeps_the_job_and_its_options(tiny_checkpoint, clf, texts):
+    prompt = "Which kind of software is this?"
+    config = ClassifyConfig(
+        str(tiny_checkpoint), LABELS, threshold=0.3, output="scores", options={"prompt": prompt}
+    )
+    handler = GLiClassModelHandler.from_config(config, text_field="body")
+    assert handler.config == config and handler.config.options == config.options
+    got = handler.run_inference([{"body": texts[0]}], clf)[0].inference
+    with_prompt = clf.run([texts[0]], LABELS, return_all=True, prompt=prompt).results[0]
+    without = clf.run([texts[0]], LABELS, return_all=True).results[0]
+    assert got == pytest.approx({x["label"]: x["score"] for x in with_prompt}, abs=1e-6)
+    assert got != pytest.approx({x["label"]: x["score"] for x in without}, abs=1e-6)
 
 
 def test_run_inference_raises_on_a_malformed_element(tiny_checkpoint, clf, texts):
