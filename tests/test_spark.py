@@ -112,6 +112,15 @@ def assert_same(actual: Any, want: Any, output: str, what: str = "") -> None:
         assert g == pytest.approx(w, abs=SCORE_TOLERANCE), what
 
 
+def default_device(gpu: str | None = None) -> str:
+    """The device a worker on this machine should pick for a task assigned `gpu`."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{gpu}" if gpu is not None and int(gpu) < torch.cuda.device_count() else "cuda:0"
+
+
 def text_frame(spark, rows: list[tuple[Any, Any]], partitions: int = 2):
     return spark.createDataFrame(rows, "id long, text string").repartition(partitions)
 
@@ -291,7 +300,7 @@ def test_each_python_worker_loads_the_model_once(spark, checkpoint_factory, debi
     counts: dict[int, set[int]] = {}
     for d in seen:
         counts.setdefault(d.pid, set()).add(d.load_count)
-        assert d.device == "cpu" and d.gpu is None and d.threads == 1
+        assert d.device == default_device() and d.gpu is None and d.threads == 1
     assert len({d.partition for d in seen}) == 16
     assert 1 <= len(counts) <= 2, counts  # local[2] with reused workers: at most 2 Python processes
     assert all(len(values) == 1 and min(values) >= 1 for values in counts.values()), counts
@@ -386,7 +395,7 @@ def test_local_cluster_tasks_resolve_their_assigned_gpu(model, tmp_path):
     for row in rows:
         assert row["gpu"] in claimed
         assert row["requested_device"] == f"cuda:{row['gpu']}"
-        assert row["device"] == "cpu"  # no CUDA here: the worker warns and falls back
+        assert row["device"] == default_device(row["gpu"])  # without CUDA, a warning and the CPU
         by_pid.setdefault(row["pid"], set()).add(row["gpu"])
     assert all(len(gpus) == 1 for gpus in by_pid.values()), by_pid
     assert set().union(*by_pid.values()) == {"0", "1"}, by_pid
