@@ -9,8 +9,10 @@ the texts split into about as many tokens as a real 30-50k English vocabulary gi
 from __future__ import annotations
 
 import json
+import os
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -18,13 +20,24 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
+# ../shared/data beside the checkout; shared/data inside it (device machines); or $BENCH_DATA
+DATA_DIRS = [Path(p) for p in os.environ.get("BENCH_DATA", "").split(os.pathsep) if p]
+DATA_DIRS += [ROOT.parent / "shared" / "data", ROOT / "shared" / "data"]
 CACHE = ROOT / ".cache" / "bench"
 CORPORA = {"debian": "debian_packages.jsonl", "pypi": "pypi_summaries.jsonl"}
 LABEL_TOKEN, SEP_TOKEN, EXAMPLE_TOKEN = "<<LABEL>>", "<<SEP>>", "<<EXAMPLE>>"
 NLI_LABELS = {0: "contradiction", 1: "neutral", 2: "entailment"}
 BUILDER_VERSION = 2  # bump to rebuild cached checkpoints
 
+# The `section` values of debian_packages.jsonl, most frequent first (fixed here: no data needed).
+DEBIAN_SECTIONS = (
+    "libs", "libdevel", "python", "perl", "doc", "devel", "utils", "haskell", "net", "golang", "rust",
+    "javascript", "java", "science", "ruby", "admin", "gnu-r", "games", "text", "x11", "php", "misc",
+    "sound", "fonts", "graphics", "ocaml", "lisp", "web", "math", "localization", "gnome", "editors",
+    "interpreters", "metapackages", "introspection", "mail", "kde", "tasks", "cli-mono", "electronics",
+    "database", "video", "debug", "otherosfs", "hamradio", "httpd", "comm", "tex", "vcs", "oldlibs",
+    "kernel", "xfce", "gnustep", "shells", "embedded", "news", "zope", "education",
+)  # fmt: skip
 # Topic words that read like PyPI classifiers; they pad the 58 Debian sections up to 128 labels.
 EXTRA_LABELS = (
     "machine learning", "deep learning", "natural language processing", "computer vision",
@@ -76,9 +89,34 @@ SHAPES = {
 # Data
 
 
+def corpus_path(corpus: str) -> Path | None:
+    return next((d / CORPORA[corpus] for d in DATA_DIRS if (d / CORPORA[corpus]).is_file()), None)
+
+
 def read_corpus(corpus: str) -> list[dict[str, Any]]:
-    with open(DATA / CORPORA[corpus], encoding="utf-8") as fh:
+    path = corpus_path(corpus)
+    if path is None:
+        searched = ", ".join(str(d) for d in DATA_DIRS)
+        raise FileNotFoundError(f"{CORPORA[corpus]} not found in {searched}; set BENCH_DATA to its folder")
+    with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh]
+
+
+def corpus_or_synthetic(corpora: list[str], n: int) -> list[str]:
+    """Every text of the corpora found; synthetic texts where none is (said on stderr)."""
+    found = [c for c in corpora if corpus_path(c) is not None]
+    if not found:
+        print(f"no corpus found in {', '.join(map(str, DATA_DIRS))}: using synthetic texts", file=sys.stderr)
+        return synthetic_texts(n)
+    return [r["text"] for c in found for r in read_corpus(c)]
+
+
+def synthetic_texts(n: int, seed: int = 0) -> list[str]:
+    """Stand-in texts with Debian-like lengths (median ~50 words, long tail), where the data is missing."""
+    rng = random.Random(seed)
+    words = [w for label in EXTRA_LABELS for w in label.split()] + ["the", "a", "of", "and", "for", "with"]
+    lengths = [max(3, min(2000, int(rng.lognormvariate(3.9, 0.6)))) for _ in range(n)]
+    return [" ".join(rng.choice(words) for _ in range(k)) + "." for k in lengths]
 
 
 def sample_texts(corpus: str, n: int, seed: int = 0) -> list[str]:
@@ -89,11 +127,8 @@ def sample_texts(corpus: str, n: int, seed: int = 0) -> list[str]:
 
 
 def debian_sections() -> list[str]:
-    """The 58 Debian sections, most frequent first."""
-    counts: dict[str, int] = {}
-    for row in read_corpus("debian"):
-        counts[row["section"]] = counts.get(row["section"], 0) + 1
-    return sorted(counts, key=lambda s: (-counts[s], s))
+    """The 58 Debian sections of debian_packages.jsonl, most frequent first."""
+    return list(DEBIAN_SECTIONS)
 
 
 def label_set(n: int) -> list[str]:
@@ -193,7 +228,7 @@ def shared_tokenizer(shape: Shape) -> Any:
     directory = CACHE / f"tokenizer-{shape.backbone}-{shape.vocab}"
     stamp = {"builder": BUILDER_VERSION, "vocab": shape.vocab, "backbone": shape.backbone}
     if not _cached(directory, stamp):
-        texts = [r["text"] for c in CORPORA for r in read_corpus(c)][:: 1 if shape.vocab > 8000 else 8]
+        texts = corpus_or_synthetic(list(CORPORA), 40000)[:: 1 if shape.vocab > 8000 else 8]
         build_tokenizer(shape.vocab, texts, shape.backbone).save_pretrained(directory)
         (directory / "bench_stamp.json").write_text(json.dumps(stamp))
     return AutoTokenizer.from_pretrained(directory)

@@ -70,11 +70,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-tokens", type=int, default=None, help="our batch budget (engine default)")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny model, 8 texts, 1 and 8 labels")
     parser.add_argument("--sweep", action="store_true", help="tune our batch plan and forward backends")
+    parser.add_argument("--compile", action="store_true", help="sweep: also try torch.compile (slow)")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     parser.add_argument("--name", default=None, help="results file stem (default core / core-sweep)")
     args = parser.parse_args(argv)
     args.shape_names = [s.strip() for s in args.shapes.split(",") if s.strip()]
     args.label_counts = [int(x) for x in args.labels.split(",") if x.strip()]
+    if args.sweep and args.shapes == parser.get_default("shapes"):
+        args.shape_names = ["edge"]
+    if args.sweep and args.labels == parser.get_default("labels"):
+        args.label_counts = [8, 128]
     if args.quick:
         args.shape_names, args.label_counts, args.texts, args.rounds = ["tiny"], [1, 8], 8, 1
     args.out = args.out or (QUICK_OUT if args.quick else RESULTS)
@@ -327,14 +332,309 @@ def write(report: dict[str, Any], args: Any, text: str, with_plot: bool = True) 
 
 
 # ----------------------------------------------------------------------------------------------------
+# Sweep: our batch plan and threads, then forward backends on the same batches
+
+
+def capped_plan(clf: Any, min_efficiency: float) -> Callable[..., list[Any]]:
+    """A planner prototype: the engine's sort and token budget, and a batch also closes when adding the
+    next (longer) sequence would push its padding above 1 - min_efficiency."""
+
+    def plan(sequences: list[Any], batch_tokens: int | None = None, max_batch_rows: int = 256) -> list[Any]:
+        budget = batch_tokens or clf.default_batch_tokens
+        groups: list[list[Any]] = [[]]
+        real = 0
+        for s in sorted(sequences, key=lambda s: len(s.ids)):
+            rows, width = len(groups[-1]) + 1, len(s.ids)
+            full = rows * width > budget or rows > max_batch_rows
+            if groups[-1] and (full or real + width < min_efficiency * rows * width):
+                groups.append([])
+                real = 0
+            groups[-1].append(s)
+            real += width
+        return [collate(g, clf.pad_id) for g in groups if g]
+
+    return plan
+
+
+def collate(sequences: list[Any], pad_id: int) -> Any:
+    import torch
+
+    from gliclass_pipelines.engine import Batch
+
+    width = max(len(s.ids) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        ids[i, : len(s.ids)] = torch.tensor(s.ids)
+        mask[i, : len(s.ids)] = 1
+    return Batch(sequences, ids, mask)
+
+
+def capped_classifier(clf: Any, min_efficiency: float) -> Any:
+    """A second Classifier on the same weights whose planner is the capped prototype."""
+    from gliclass_pipelines.engine import Classifier
+
+    other = Classifier(clf.model, clf.tokenizer, source=clf.source, device=str(clf.device), dtype=clf.dtype)
+    other.plan_batches = capped_plan(other, min_efficiency)
+    return other
+
+
+def threaded(threads: int, fn: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
+    import torch
+
+    def run(texts: list[str]) -> Any:
+        torch.set_num_threads(threads)
+        return fn(texts)
+
+    return run
+
+
+def plan_entries(clf: Any, texts: list[str], labels: list[str]) -> list[tuple[Contender, dict]]:
+    """(contender, facts) for each batch plan and thread count tried."""
+    capped = capped_classifier(clf, 0.9)
+    entries = []
+    for threads, budgets in ((1, (1, 512, 1024, 2048, 4096, 8192)), (2, (1024, 4096))):
+        for bt in budgets:
+            run = threaded(threads, lambda t, bt=bt: clf.run(t, labels, batch_tokens=bt))
+            name = f"engine plan, batch_tokens {bt}" if bt > 1 else "engine plan, one sequence per batch"
+            entries.append(
+                (Contender(f"{name}, {threads} thr", run, texts), plan_facts(clf, texts, labels, bt))
+            )
+    for bt in (2048, 4096, 8192):
+        run = threaded(1, lambda t, bt=bt: capped.run(t, labels, batch_tokens=bt))
+        facts = plan_facts(capped, texts, labels, bt)
+        entries.append((Contender(f"capped plan (eff >= 0.9), batch_tokens {bt}, 1 thr", run, texts), facts))
+    return entries
+
+
+def plan_facts(clf: Any, texts: list[str], labels: list[str], batch_tokens: int) -> dict[str, Any]:
+    batches = clf.batches(texts, labels, batch_tokens=batch_tokens)
+    real, padded = sum(b.real_tokens for b in batches), sum(b.padded_tokens for b in batches)
+    return {"batch_tokens": batch_tokens, "batches": len(batches), "padding_efficiency": real / padded}
+
+
+def sweep_plans(clf: Any, texts: list[str], n_labels: int, rounds: int) -> list[dict[str, Any]]:
+    entries = plan_entries(clf, texts, common.label_set(n_labels))
+    alternate([c for c, _ in entries], rounds)
+    rows = [{"labels": n_labels, "how": c.name, "texts_per_s": c.texts_per_s(), **f} for c, f in entries]
+    for row in rows:
+        print(
+            f"[plan {n_labels:>3} labels] {row['how']}: {row['texts_per_s']:.2f} texts/s, "
+            f"eff {row['padding_efficiency']:.3f}, {row['batches']} batches",
+            flush=True,
+        )
+    return rows
+
+
+class Backends:
+    """Ways to run the GLiClass forward on a batch, each returning float32 logits as numpy."""
+
+    def __init__(self, clf: Any, probe: Any, workdir: Path, compile_model: bool) -> None:
+        self.clf, self.model, self.probe = clf, clf.model, probe
+        self.ways: dict[str, Callable[[Any], Any]] = {"eager fp32": self.eager(self.model)}
+        self.setup_seconds: dict[str, float] = {}
+        self.add("onnxruntime fp32", lambda: self.onnx(workdir / "gliclass.onnx"))
+        self.add("eager bf16 weights", lambda: self.eager(self.bf16_copy()))
+        self.add("eager fp32 + bf16 autocast", lambda: self.autocast())
+        if compile_model:
+            self.add("torch.compile fp32 (dynamic)", lambda: self.compiled())
+
+    def add(self, name: str, make: Callable[[], Callable[[Any], Any]]) -> None:
+        try:
+            self.setup_seconds[name], self.ways[name] = common.timed(make)
+        except Exception as exc:  # a backend that cannot be built is reported, not fatal
+            print(f"backend {name} failed: {type(exc).__name__}: {exc}", flush=True)
+
+    def eager(self, model: Any) -> Callable[[Any], Any]:
+        import torch
+
+        def forward(b: Any) -> Any:
+            k = max(len(s.group.labels) for s in b.sequences)
+            with torch.inference_mode():
+                out = model(input_ids=b.input_ids, attention_mask=b.attention_mask, max_num_classes=k)
+                return out.logits.float().numpy()
+
+        return forward
+
+    def bf16_copy(self) -> Any:
+        import copy
+
+        import torch
+
+        return copy.deepcopy(self.model).to(torch.bfloat16)
+
+    def autocast(self) -> Callable[[Any], Any]:
+        import torch
+
+        eager = self.eager(self.model)
+
+        def forward(b: Any) -> Any:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return eager(b)
+
+        return forward
+
+    def compiled(self) -> Callable[[Any], Any]:
+        import torch
+
+        forward = self.eager(torch.compile(self.model, dynamic=True))
+        forward(self.probe)
+        return forward
+
+    def onnx(self, path: Path) -> Callable[[Any], Any]:
+        import onnxruntime as ort
+        import torch
+
+        export_onnx(self.model, self.probe, path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+        def forward(b: Any) -> Any:
+            feeds = {"input_ids": b.input_ids.numpy(), "attention_mask": b.attention_mask.numpy()}
+            return session.run(None, feeds)[0]
+
+        return forward
+
+
+def export_onnx(model: Any, batch: Any, path: Path) -> None:
+    """torch.onnx.export (TorchScript, opset 17) with dynamic batch, sequence and label axes.
+
+    The label count is taken from the count of <<LABEL>> tokens inside the graph, so it is not baked in.
+    """
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            k = (input_ids == model.config.class_token_index).sum(-1).max()
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, max_num_classes=k)
+            return out.logits
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
+    torch.onnx.export(
+        Logits().eval(),
+        (batch.input_ids, batch.attention_mask),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input_ids", "attention_mask"],
+        output_names=["logits"],
+        dynamic_axes={**axes, "logits": {0: "batch", 1: "labels"}},
+    )
+
+
+def max_score_diff(forward: Callable[[Any], Any], reference: list[Any], batches: list[Any]) -> float:
+    import numpy as np
+
+    def scores(x: Any) -> Any:
+        return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+    worst = 0.0
+    for b, ref in zip(batches, reference):
+        k = max(len(s.group.labels) for s in b.sequences)
+        worst = max(worst, float(np.abs(scores(forward(b))[:, :k] - scores(ref)[:, :k]).max()))
+    return worst
+
+
+def sweep_backends(backends: Backends, texts: list[str], n_labels: int, args: Any) -> list[dict]:
+    clf = backends.clf
+    batches = clf.batches(texts, common.label_set(n_labels), batch_tokens=args.batch_tokens)
+    reference = [backends.ways["eager fp32"](b) for b in batches]
+    entries = [
+        Contender(name, lambda t, f=f: [f(b) for b in batches], texts) for name, f in backends.ways.items()
+    ]
+    alternate(entries, args.rounds)
+    eager = entries[0].texts_per_s()
+    rows = []
+    for c in entries:
+        diff = max_score_diff(backends.ways[c.name], reference, batches)
+        rate = c.texts_per_s()
+        rows.append(
+            {
+                "labels": n_labels,
+                "how": c.name,
+                "texts_per_s": rate,
+                "vs_eager": rate / eager,
+                "max_score_diff": diff,
+                "setup_s": backends.setup_seconds.get(c.name, 0.0),
+            }
+        )
+        print(
+            f"[backend {n_labels:>3} labels] {c.name}: {rate:.2f} texts/s ({rate / eager:.2f}x eager), "
+            f"max |score diff| {diff:.1e}",
+            flush=True,
+        )
+    return rows
+
+
+def sweep(args: Any) -> int:
+    import torch
+
+    shape = common.SHAPES[args.shape_names[0]]
+    texts = common.sample_texts(args.corpus, args.texts or 64)
+    torch.set_num_threads(args.threads)
+    models = load_models(shape, args.threads)
+    clf = models["clf"]
+    report = {"environment": environment(args), "shape": shape.name, "texts": len(texts)}
+    report["peak_flops"] = common.matmul_peak(args.threads)
+    report["plans"] = [row for n in args.label_counts for row in sweep_plans(clf, texts, n, args.rounds)]
+    torch.set_num_threads(args.threads)
+    probe = clf.batches(texts[:4], common.label_set(8))[0]
+    backends = Backends(clf, probe, common.CACHE / f"onnx-{shape.name}", args.compile)
+    report["backends"] = [row for n in args.label_counts for row in sweep_backends(backends, texts, n, args)]
+    report["environment"]["loadavg_end"] = os.getloadavg()
+    write(report, args, sweep_markdown(report), with_plot=False)
+    return 0
+
+
+def sweep_markdown(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    lines = [
+        f"# Sweep: batch plans, threads and forward backends ({env['when']})",
+        "",
+        f"{report['shape']} shape, {report['texts']} `{env['corpus']}` texts, {env['rounds']} alternating "
+        f"rounds, median; {env['cores']} cores; load average {env['loadavg_start'][0]:.1f} at start, "
+        f"{env['loadavg_end'][0]:.1f} at end; matmul peak {report['peak_flops'] / 1e9:.0f} GFLOP/s "
+        f"({env['threads']} thread).",
+        "",
+        "## Our Classifier end to end, by batch plan and torch threads",
+        "",
+        "| labels | plan | texts/s | padding eff | batches |",
+        "|---|---|---|---|---|",
+    ]
+    for r in report["plans"]:
+        lines.append(
+            f"| {r['labels']} | {r['how']} | {r['texts_per_s']:.2f} | "
+            f"{r['padding_efficiency']:.3f} | {r['batches']} |"
+        )
+    lines += [
+        "",
+        f"## Forward pass only, on our batches ({env['threads']} thread), by backend",
+        "",
+        "| labels | backend | texts/s | vs eager fp32 | max abs score diff | setup s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in report["backends"]:
+        lines.append(
+            f"| {r['labels']} | {r['how']} | {r['texts_per_s']:.2f} | {r['vs_eager']:.2f}x | "
+            f"{r['max_score_diff']:.1e} | {r['setup_s']:.0f} |"
+        )
+    return "\n".join([*lines, ""])
+
+
+# ----------------------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.sweep:
-        import sweep
-
-        return sweep.main(args)
+        return sweep(args)
     report = {"environment": environment(args), "shapes": [run_shape(s, args) for s in args.shape_names]}
     report["environment"]["loadavg_end"] = os.getloadavg()
     write(report, args, markdown(report))
