@@ -23,6 +23,7 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -149,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The console script: run a command, turn known errors into a message and an exit code."""
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return args.func(args)
     except OutputExistsError as exc:
@@ -166,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.debug("job failed", exc_info=True)
         return _fail(f"job failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _fail(message: str, code: int) -> int:
@@ -327,6 +330,8 @@ def job_from_args(args: argparse.Namespace) -> Job:
     check_columns(job, input_schema(job.input, job.input_format))
     if job.input == job.output or job.output in job.input.parents:
         raise ConfigError(f"output {job.output} would replace the input {job.input}")
+    if job.input in job.output.parents:
+        raise ConfigError(f"output {job.output} is inside the input directory {job.input}")
     return job
 
 
@@ -530,7 +535,7 @@ def read_chunks(job: Job) -> tuple[Any, Iterator[Any]]:
 
     def batches() -> Iterator[Any]:
         for path in files:
-            file_schema, reader = _READERS[job.input_format](path, 1 << 20)
+            _, reader = _READERS[job.input_format](path, 1 << 20)
             for batch in reader:
                 yield _conform(batch, schema, path)
 
@@ -538,7 +543,7 @@ def read_chunks(job: Job) -> tuple[Any, Iterator[Any]]:
 
 
 def count_rows(job: Job) -> int | None:
-    """The number of input rows: exact for Parquet and JSONL, an estimate (lines) for CSV."""
+    """The number of input rows, for the progress bar's total and ETA."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -548,9 +553,12 @@ def count_rows(job: Job) -> int | None:
     total = 0
     for path in files:
         with pa.input_stream(str(path), compression="detect") as stream:
-            lines = sum(1 for line in io.BufferedReader(stream) if line.strip())
-        total += lines - (1 if job.input_format == "csv" else 0)
-    return max(total, 0)
+            if job.input_format == "csv":  # records, not lines: quoted values may hold newlines
+                text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+                total += max(sum(1 for record in csv.reader(text) if record) - 1, 0)
+            else:
+                total += sum(1 for line in io.BufferedReader(stream) if line.strip())
+    return total
 
 
 def _conform(batch: Any, schema: Any, path: Path) -> Any:
@@ -651,10 +659,11 @@ def run_local(job: Job, temp: Path) -> Summary:
     if job.text_column not in schema.names:  # an empty JSONL file has no columns at all
         schema = pa.schema([pa.field(job.text_column, pa.string())])
     result_field = pa.field(job.result_column, arrow_type(job.result_type))
+    total = count_rows(job) if job.progress != "none" else None
     temp.mkdir(parents=True)
     with (
         PartWriter(temp, schema.append(result_field), job.rows_per_file) as writer,
-        Progress(count_rows(job), job.progress, job.log_every) as progress,
+        Progress(total, job.progress, job.log_every) as progress,
     ):
         for chunk in chunks:
             texts = chunk.column(job.text_column).to_pylist()
@@ -747,7 +756,16 @@ class Progress:
         if style == "bar":
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit=" rows", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+            columns, lines = _terminal_size()  # a pty may say 0 x 0: tqdm would then print nothing
+            self.bar = tqdm(
+                total=total,
+                unit=" rows",
+                file=sys.stderr,
+                dynamic_ncols=columns > 0,
+                ncols=None if columns > 0 else 80,
+                nrows=lines if lines > 0 else 24,
+                smoothing=0.1,
+            )
 
     def update(self, rows: int) -> None:
         self.done += rows
@@ -778,6 +796,13 @@ class Progress:
             self.bar.close()
         elif self.style == "log" and kind is None and self.done != self.logged_rows:
             self._log(time.perf_counter())
+
+
+def _terminal_size() -> tuple[int, int]:
+    try:
+        return tuple(os.get_terminal_size(sys.stderr.fileno()))
+    except (OSError, ValueError, AttributeError):
+        return 0, 0
 
 
 def _duration(seconds: float) -> str:
