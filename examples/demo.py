@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 def offline_hint() -> str:
     script = Path(sys.executable).parent / "gliclass-pipelines"
     command = os.path.relpath(script) if script.exists() else "gliclass-pipelines"
+    if command.startswith(".."):
+        command = str(script)
     return (
         "\nTo run the demo without the Hub, make a tiny random checkpoint and point GLICLASS_MODEL at it\n"
         "(its labels are random; it shows the pipeline, not the model):\n\n"
