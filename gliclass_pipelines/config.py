@@ -7,7 +7,8 @@ pickling, and turned into results on the worker with :meth:`ClassifyConfig.class
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,6 +20,7 @@ from gliclass_pipelines.taxonomy import Taxonomy
 logger = logging.getLogger(__name__)
 
 LONG_TEXT_POLICIES = ("truncate", "chunk")
+RUN_OPTIONS = ("chunk_overlap", "max_batch_rows", "prompt", "examples")  # passed on to Classifier.run
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ class ClassifyConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.multi_label, bool):
+            raise ConfigError(f"multi_label must be True or False, got {self.multi_label!r}")
+        _check_options(self.options)
 
     def with_(self, **changes: Any) -> ClassifyConfig:
         return replace(self, **changes)
@@ -107,7 +112,29 @@ class ClassifyConfig:
             if self.labels is None:
                 raise ConfigError("this job classifies with per-row labels, but none were given")
             return self.labels
-        rows = [None if labels is None else [x for x in labels] for labels in row_labels]
+        rows = [_as_list(labels) for labels in row_labels]
         if len(rows) != len(texts):
             raise ConfigError(f"got {len(rows)} label lists for {len(texts)} texts")
         return rows
+
+
+def _as_list(labels: Any) -> Any:
+    """A per-row labels cell as a list; None, NaN, a str or another scalar is left for the engine to judge."""
+    if isinstance(labels, str | bytes | Mapping) or not isinstance(labels, Iterable):
+        return labels
+    return list(labels)
+
+
+def _check_options(options: Any) -> None:
+    """The options passed on to Classifier.run, checked here so a bad one fails before any worker starts."""
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"options must be a mapping of option -> value, got {type(options).__name__}")
+    unknown = sorted(str(key) for key in options if key not in RUN_OPTIONS)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(RUN_OPTIONS)}")
+    for name, low in (("chunk_overlap", 0), ("max_batch_rows", 1)):
+        value = options.get(name, low)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+    if options.get("prompt") is not None or options.get("examples") is not None:
+        Taxonomy.from_labels(["x"], prompt=options.get("prompt"), examples=options.get("examples"))

@@ -9,6 +9,7 @@ pooling is masked, so a text's scores do not depend on which texts share its bat
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import threading
 from collections import Counter, OrderedDict
@@ -85,12 +86,37 @@ class Output:
     stats: Counter
 
 
-def _is_blank(text: Any) -> bool:
-    return (
-        text is None
-        or (isinstance(text, float) and text != text)
-        or (isinstance(text, str) and not text.strip())
-    )
+def _text_problem(text: Any) -> str | None:
+    """Why a text gets no result (a null, blank, non-string or not-UTF-8-encodable text), else None."""
+    if text is None or (isinstance(text, float) and text != text):
+        return "null text"
+    if not isinstance(text, str):
+        return f"text is a {type(text).__name__}, not a string"
+    if not text.strip():
+        return "blank text"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: tokenizers refuse the whole batch
+            return f"text is not valid Unicode: lone surrogate {text[exc.start]!r} at character {exc.start}"
+    return None
+
+
+def _row_labels_key(row_labels: Any) -> tuple | str:
+    """A per-row label list as a tuple (null or NaN: no labels), or why it is not a list of labels."""
+    if row_labels is None or (isinstance(row_labels, float) and row_labels != row_labels):
+        return ()
+    if isinstance(row_labels, (list, tuple, np.ndarray)):
+        return tuple(row_labels)
+    return f"invalid labels: per-row labels must be a list of str, got {type(row_labels).__name__}"
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def format_examples(examples: Sequence[Example]) -> str:
@@ -132,7 +158,7 @@ class Classifier:
         self.inner = model.model
         self.architecture = self.config.architecture_type
         self.prompt_first = bool(self.config.prompt_first)
-        self.max_length = max_length or default_max_length(self.config)
+        self.max_length = check_max_length(max_length, self.config, source)
         self.pooling = self.config.pooling_strategy
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.prefix, self.suffix = _special_affixes(tokenizer)
@@ -294,10 +320,7 @@ class Classifier:
     ) -> tuple[list[LabelPlan | None], list[str | None]]:
         reasons: list[str | None] = [None] * len(texts)
         for i, text in enumerate(texts):
-            if _is_blank(text):
-                reasons[i] = "null text" if text is None or isinstance(text, float) else "blank text"
-            elif not isinstance(text, str):
-                reasons[i] = f"text is a {type(text).__name__}, not a string"
+            reasons[i] = _text_problem(text)
         if not per_row:
             plan = self.prepare(labels, threshold=threshold, prompt=prompt, examples=examples)
             return [plan] * len(texts), reasons
@@ -305,14 +328,20 @@ class Classifier:
             raise ConfigError(f"per-row labels: got {len(labels)} label lists for {len(texts)} texts")
         plans: list[LabelPlan | None] = []
         seen: dict[tuple, LabelPlan | str] = {}
+        options = (threshold, prompt, examples)
         for i, row_labels in enumerate(labels):
             if reasons[i] is not None:
                 plans.append(None)
                 continue
-            key = () if row_labels is None else tuple(row_labels)
-            if key not in seen:
-                seen[key] = self._row_plan(key, threshold, prompt, examples)
-            plan = seen[key]
+            key = _row_labels_key(row_labels)
+            if isinstance(key, str):
+                plan: LabelPlan | str | None = key
+            elif not _hashable(key):  # e.g. a nested group: planned uncached
+                plan = self._row_plan(key, *options)
+            else:
+                if key not in seen:
+                    seen[key] = self._row_plan(key, *options)
+                plan = seen[key]
             if isinstance(plan, str):
                 reasons[i], plan = plan, None
             plans.append(plan)
@@ -743,20 +772,43 @@ def check_run_options(
         raise ConfigError(f"threshold must be a number in [0, 1], got {threshold!r}")
     if long_text not in LONG_TEXT_POLICIES:
         raise ConfigError(f"long_text must be one of {LONG_TEXT_POLICIES}, got {long_text!r}")
-    if overlap < 0:
-        raise ConfigError(f"chunk_overlap must be >= 0, got {overlap}")
-    if batch_tokens is not None and batch_tokens < 1:
-        raise ConfigError(f"batch_tokens must be positive, got {batch_tokens}")
-    if max_batch_rows < 1:
-        raise ConfigError(f"max_batch_rows must be positive, got {max_batch_rows}")
+    if not _is_int(overlap) or overlap < 0:
+        raise ConfigError(f"chunk_overlap must be an integer >= 0, got {overlap!r}")
+    if batch_tokens is not None and (not _is_int(batch_tokens) or batch_tokens < 1):
+        raise ConfigError(f"batch_tokens must be a positive integer, got {batch_tokens!r}")
+    if not _is_int(max_batch_rows) or max_batch_rows < 1:
+        raise ConfigError(f"max_batch_rows must be a positive integer, got {max_batch_rows!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def max_positions(config: Any) -> int | None:
+    """How many positions the encoder has (None: relative positions, no limit)."""
+    encoder = config.encoder_config
+    relative = encoder.model_type == "deberta-v2" and not getattr(encoder, "position_biased_input", True)
+    positions = getattr(encoder, "max_position_embeddings", None)
+    return None if relative or not positions else int(positions)
 
 
 def default_max_length(config: Any) -> int:
     """The reference's 1024, unless the encoder has fewer absolute positions."""
-    encoder = config.encoder_config
-    relative = encoder.model_type == "deberta-v2" and not getattr(encoder, "position_biased_input", True)
-    positions = getattr(encoder, "max_position_embeddings", None)
-    return 1024 if relative or not positions else min(1024, int(positions))
+    positions = max_positions(config)
+    return 1024 if positions is None else min(1024, positions)
+
+
+def check_max_length(max_length: int | None, config: Any, source: str) -> int:
+    """The sequence length to use; a max_length past the encoder's positions would fail on long rows only."""
+    if not max_length:
+        return default_max_length(config)
+    positions = max_positions(config)
+    if positions is not None and max_length > positions:
+        raise ConfigError(
+            f"max_length={max_length} is more than the {positions} positions of the encoder of {source}; "
+            f"give max_length <= {positions} (or leave it unset)"
+        )
+    return max_length
 
 
 def _special_affixes(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -59,6 +59,19 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" Did you mean {' or '.join(_show(c) for c in close)}?" if close else ""
 
 
+def _check_unicode(text: str, what: str) -> None:
+    """Refuse a str that cannot be encoded as UTF-8 (a lone surrogate): no tokenizer can read it."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ConfigError(
+            f"{what} {_show(text)} is not valid Unicode (a lone surrogate at character {err.start}); "
+            "fix its encoding."
+        ) from err
+
+
 def normalize_label(label: str) -> str:
     """The form two labels are compared in for duplicates: casefolded, whitespace stripped and collapsed."""
     return " ".join(label.split()).casefold()
@@ -168,6 +181,7 @@ def _check_labels(labels: object) -> tuple[str, ...]:
             )
         if not label.strip():
             raise ConfigError(f"label #{i} is empty or whitespace only ({_show(label)}); remove it.")
+        _check_unicode(label, "label")
         for marker in MARKERS:
             if marker in label:
                 raise ConfigError(
@@ -273,6 +287,7 @@ def _check_prompt(prompt: object) -> str | None:
         return None
     if not isinstance(prompt, str):
         raise ConfigError(f"prompt must be a str (a task description) or None, got {type(prompt).__name__}.")
+    _check_unicode(prompt, "prompt")
     # The reference treats an empty prompt as no prompt; store it that way so equal behaviour compares equal.
     return prompt or None
 
@@ -317,6 +332,9 @@ class Example:
             raise ConfigError(
                 f"few-shot example {_show(self.text)}: labels must be str, got {_show_list(bad)}; quote them."
             )
+        _check_unicode(self.text, "few-shot example text")
+        for label in labels:
+            _check_unicode(label, "few-shot example label")
         object.__setattr__(self, "labels", tuple(labels))
 
     @classmethod
