@@ -270,7 +270,7 @@ def wait_for_progress(process: subprocess.Popen, temp_glob: tuple[Path, str]) ->
 def big_input(tmp_path_factory) -> tuple[Path, list[str]]:
     from conftest import read_jsonl
 
-    rows = read_jsonl("pypi_summaries.jsonl", 800)
+    rows = read_jsonl("pypi_summaries.jsonl", 400)
     path = tmp_path_factory.mktemp("big") / "big.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path, [r["id"] for r in rows]
