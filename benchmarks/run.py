@@ -35,13 +35,13 @@ QUICK_OUT = common.CACHE / "quick"
 
 # Texts per label count (the same texts for every contender in a cell); fewer where a pass is slow.
 DEFAULT_TEXTS = {
-    "edge": {1: 128, 8: 128, 32: 96, 128: 48},
-    "base": {1: 24, 8: 24, 32: 16, 128: 8},
+    "edge": {1: 48, 8: 96, 32: 24, 128: 12},
+    "base": {1: 8, 8: 8, 32: 6, 128: 3},
     "tiny": {1: 8, 8: 8},
 }
 # The cross-encoder costs one forward pass per (text, label) pair: it runs on a length-stratified subset
 # of the cell's texts holding at most this many pairs, and its texts/s is extrapolated from that subset.
-CROSS_PAIRS = {"edge": 256, "base": 64, "tiny": 16}
+CROSS_PAIRS = {"edge": 96, "base": 16, "tiny": 16}
 
 
 @dataclass
@@ -50,9 +50,14 @@ class Contender:
     run: Callable[[list[str]], Any]
     texts: list[str]
     seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
+    peaks: list[float] = field(default_factory=list)  # matmul FLOPs per CPU-second just before each pass
 
     def texts_per_s(self) -> float:
         return len(self.texts) / common.median(self.seconds)
+
+    def texts_per_cpu_s(self) -> float:
+        return len(self.texts) / common.median(self.cpu_seconds)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -94,11 +99,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load_models(shape: common.Shape, threads: int) -> dict[str, Any]:
     """Our Classifier, the model and tokenizer a reference user loads, and the cross-encoder pipeline."""
     import torch
+    import transformers
     from gliclass import GLiClassModel
     from transformers import AutoTokenizer, pipeline
 
     from gliclass_pipelines.engine import Classifier
 
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     path = common.gliclass_checkpoint(shape)
     nli = common.cross_encoder_checkpoint(shape)
     torch.set_num_threads(threads)
@@ -151,13 +159,21 @@ def contenders(models: dict[str, Any], shape: str, texts: list[str], labels: lis
 # Measuring
 
 
-def alternate(entries: list[Contender], rounds: int) -> None:
-    """Warm every contender once, then time `rounds` round-robin passes with a rotating start."""
+def alternate(entries: list[Contender], rounds: int, threads: int | None = None) -> None:
+    """Warm every contender on one text, then time `rounds` round-robin passes with a rotating start.
+
+    With `threads`, a short matmul peak is measured before each pass: the machine's speed drifts with
+    its other tenants, and MFU then divides by the peak of the same moment.
+    """
     for c in entries:
-        c.run(c.texts[: min(4, len(c.texts))])
+        c.run(c.texts[:1])
     for r in range(rounds):
         for c in entries[r % len(entries) :] + entries[: r % len(entries)]:
-            c.seconds.append(common.timed(lambda c=c: c.run(c.texts))[0])
+            if threads:
+                c.peaks.append(common.matmul_peak(threads, repeats=2)["cpu"])
+            wall, cpu = common.clocked(lambda c=c: c.run(c.texts))
+            c.seconds.append(wall)
+            c.cpu_seconds.append(cpu)
 
 
 def cell_work(clf: Any, texts: list[str], labels: list[str], batch_tokens: int | None) -> dict[str, Any]:
@@ -177,27 +193,37 @@ def cell_work(clf: Any, texts: list[str], labels: list[str], batch_tokens: int |
 
 
 def measure_cell(models: dict[str, Any], shape: str, texts: list[str], n_labels: int, args: Any) -> dict:
+    started = time.perf_counter()
     labels = common.label_set(n_labels)
     entries = contenders(models, shape, texts, labels, args)
-    peak = common.matmul_peak(args.threads)
-    alternate(entries, args.rounds)
+    alternate(entries, args.rounds, args.threads)
     work = cell_work(models["clf"], texts, labels, args.batch_tokens)
     rates = {c.name: c.texts_per_s() for c in entries}
+    cpu_rates = {c.name: c.texts_per_cpu_s() for c in entries}
     cell = {
         "labels": n_labels,
         "texts": len(texts),
         "cross_encoder_texts": len(entries[-1].texts),
-        "peak_flops": peak,
+        "peak_flops_per_cpu_s": common.median([p for c in entries for p in c.peaks]),
         "texts_per_s": rates,
+        "texts_per_cpu_s": cpu_rates,
         "seconds": {c.name: c.seconds for c in entries},
+        "cpu_seconds": {c.name: c.cpu_seconds for c in entries},
         "padding_efficiency": work["real_tokens"] / work["padded_tokens"],
         **work,
     }
-    flops_per_text = work["useful_flops"] / len(texts)
-    cell["mfu"] = {k: flops_per_text * rates[k] / peak for k in rates if k != "cross-encoder"}
+    gliclass = [k for k in rates if k != "cross-encoder"]
+    cell["mfu"] = {c.name: mfu(c, work["useful_flops"]) for c in entries if c.name in gliclass}
     cell["ratios"] = {f"ours/{k}": rates["ours"] / v for k, v in rates.items() if k != "ours"}
+    cell["cpu_ratios"] = {f"ours/{k}": cpu_rates["ours"] / v for k, v in cpu_rates.items() if k != "ours"}
+    cell["elapsed_s"] = time.perf_counter() - started
     log_cell(shape, cell)
     return cell
+
+
+def mfu(c: Contender, useful_flops: float) -> float:
+    """Median over rounds of (useful FLOPs / CPU seconds) / (matmul FLOPs per CPU second just before)."""
+    return common.median([useful_flops / cpu / peak for cpu, peak in zip(c.cpu_seconds, c.peaks)])
 
 
 def log_cell(shape: str, cell: dict[str, Any]) -> None:
@@ -206,7 +232,7 @@ def log_cell(shape: str, cell: dict[str, Any]) -> None:
     print(f"[{shape} {cell['labels']:>3} labels] texts/s: {rates}", flush=True)
     print(
         f"    {ratios}; padding eff {cell['padding_efficiency']:.3f}; MFU ours {cell['mfu']['ours']:.1%}"
-        f" (peak {cell['peak_flops'] / 1e9:.0f} GFLOP/s)",
+        f" (peak {cell['peak_flops_per_cpu_s'] / 1e9:.0f} GFLOP/CPU-s); {cell['elapsed_s']:.0f}s",
         flush=True,
     )
 
@@ -267,14 +293,18 @@ def markdown(report: dict[str, Any]) -> str:
     for shape in report["shapes"]:
         lines += shape_table(shape)
     lines += [
-        "texts/s: texts per second. The cross-encoder runs on a length-stratified subset of the cell's "
-        "texts (`cross n`) and its texts/s is extrapolated from that subset. pad eff: real / padded tokens "
-        "of our batches. MFU: useful FLOP/s / float32 matmul peak (2048x2048 torch.mm, same threads, "
-        "measured before each cell); useful FLOPs = 2 * encoder matmul params * real tokens + "
-        "4 * layers * hidden * n^2 per sequence of n real tokens.",
+        "The cross-encoder runs on a length-stratified subset of each cell's texts (`cross n`); its "
+        "texts/s is extrapolated from that subset. pad eff: real / padded tokens of our batches. "
+        "MFU: useful FLOPs per CPU-second / float32 matmul FLOPs per CPU-second (best of two 2048x2048 "
+        "torch.mm on the same threads, measured just before each pass; median over rounds). Useful "
+        "FLOPs = 2 * encoder matmul params * real tokens + 4 * layers * hidden * n^2 per sequence of n "
+        "real tokens (padding, the GLiClass head, norms and softmax not counted).",
         "",
     ]
     return "\n".join(lines)
+
+
+NAMES = ["ours", "reference b8", "reference b16", "forward-only", "cross-encoder"]
 
 
 def shape_table(shape: dict[str, Any]) -> list[str]:
@@ -283,19 +313,28 @@ def shape_table(shape: dict[str, Any]) -> list[str]:
         f"## {s['name']}: {s['backbone']}, hidden {s['hidden']}, {s['layers']} layers, "
         f"{s['params'] / 1e6:.1f}M params ({shape['encoder_matmul_params'] / 1e6:.1f}M in encoder matmuls)"
     )
-    names = ["ours", "reference b8", "reference b16", "forward-only", "cross-encoder"]
-    cols = ["labels", "texts", "cross n", *names, "ours/ref b8", "ours/ref b16", "ours/fwd", "ours/cross"]
+    cols = ["labels", "texts", "cross n", *NAMES, "ours/ref b8", "ours/ref b16", "ours/fwd", "ours/cross"]
     cols += ["pad eff", "MFU ours", "MFU fwd"]
-    rows = [head, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for c in shape["cells"]:
-        r, q = c["texts_per_s"], c["ratios"]
-        values = [str(c["labels"]), str(c["texts"]), str(c["cross_encoder_texts"])]
-        values += [f"{r[n]:.2f}" for n in names]
-        values += [f"{q[f'ours/{n}']:.2f}x" for n in names[1:]]
-        values += [f"{c['padding_efficiency']:.3f}", f"{c['mfu']['ours']:.1%}"]
-        values += [f"{c['mfu']['forward-only']:.1%}"]
-        rows.append("| " + " | ".join(values) + " |")
+    rows = [head, "", "texts per second (wall clock):", ""]
+    rows += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    rows += [table_row(c, "texts_per_s", "ratios", mfu=True) for c in shape["cells"]]
+    rows += ["", "texts per CPU-second of this process (robust when other jobs share the cores):", ""]
+    rows += ["| " + " | ".join(cols[:-3]) + " |", "|" + "---|" * (len(cols) - 3)]
+    rows += [table_row(c, "texts_per_cpu_s", "cpu_ratios", mfu=False) for c in shape["cells"]]
     return [*rows, ""]
+
+
+def table_row(c: dict[str, Any], rates: str, ratios: str, mfu: bool) -> str:
+    values = [str(c["labels"]), str(c["texts"]), str(c["cross_encoder_texts"])]
+    values += [f"{c[rates][n]:.2f}" for n in NAMES]
+    values += [f"{c[ratios][f'ours/{n}']:.2f}x" for n in NAMES[1:]]
+    if mfu:
+        values += [
+            f"{c['padding_efficiency']:.3f}",
+            f"{c['mfu']['ours']:.1%}",
+            f"{c['mfu']['forward-only']:.1%}",
+        ]
+    return "| " + " | ".join(values) + " |"
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -389,10 +428,16 @@ def threaded(threads: int, fn: Callable[[list[str]], Any]) -> Callable[[list[str
     return run
 
 
-def plan_entries(clf: Any, texts: list[str], labels: list[str]) -> list[tuple[Contender, dict]]:
-    """(contender, facts) for each batch plan and thread count tried."""
+def plan_entries(models: dict[str, Any], texts: list[str], labels: list[str]) -> list[tuple[Contender, dict]]:
+    """(contender, facts) for each batch plan and thread count tried, and the reference for scale."""
+    clf = models["clf"]
     capped = capped_classifier(clf, 0.9)
-    entries = []
+    ref = reference_pipeline(models)
+    default_threads = len(os.sched_getaffinity(0))
+    entries = [
+        (Contender(f"reference b8, {t} thr", threaded(t, lambda x: ref(x, labels)), texts), {})
+        for t in sorted({1, default_threads})
+    ]
     for threads, budgets in ((1, (1, 512, 1024, 2048, 4096, 8192)), (2, (1024, 4096))):
         for bt in budgets:
             run = threaded(threads, lambda t, bt=bt: clf.run(t, labels, batch_tokens=bt))
@@ -407,20 +452,26 @@ def plan_entries(clf: Any, texts: list[str], labels: list[str]) -> list[tuple[Co
     return entries
 
 
+SWEEP_TEXTS = {8: 64, 128: 16}
+
+
 def plan_facts(clf: Any, texts: list[str], labels: list[str], batch_tokens: int) -> dict[str, Any]:
     batches = clf.batches(texts, labels, batch_tokens=batch_tokens)
     real, padded = sum(b.real_tokens for b in batches), sum(b.padded_tokens for b in batches)
     return {"batch_tokens": batch_tokens, "batches": len(batches), "padding_efficiency": real / padded}
 
 
-def sweep_plans(clf: Any, texts: list[str], n_labels: int, rounds: int) -> list[dict[str, Any]]:
-    entries = plan_entries(clf, texts, common.label_set(n_labels))
+def sweep_plans(models: dict[str, Any], texts: list[str], n_labels: int, rounds: int) -> list[dict[str, Any]]:
+    entries = plan_entries(models, texts, common.label_set(n_labels))
     alternate([c for c, _ in entries], rounds)
-    rows = [{"labels": n_labels, "how": c.name, "texts_per_s": c.texts_per_s(), **f} for c, f in entries]
-    for row in rows:
+    rows = []
+    for c, facts in entries:
+        row = {"labels": n_labels, "how": c.name, "texts": len(texts), **facts}
+        row.update(texts_per_s=c.texts_per_s(), texts_per_cpu_s=c.texts_per_cpu_s())
+        rows.append(row)
         print(
-            f"[plan {n_labels:>3} labels] {row['how']}: {row['texts_per_s']:.2f} texts/s, "
-            f"eff {row['padding_efficiency']:.3f}, {row['batches']} batches",
+            f"[plan {n_labels:>3} labels] {c.name}: {row['texts_per_s']:.2f} texts/s, "
+            f"{row['texts_per_cpu_s']:.2f} texts/CPU-s {facts}",
             flush=True,
         )
     return rows
@@ -550,24 +601,19 @@ def sweep_backends(backends: Backends, texts: list[str], n_labels: int, args: An
         Contender(name, lambda t, f=f: [f(b) for b in batches], texts) for name, f in backends.ways.items()
     ]
     alternate(entries, args.rounds)
-    eager = entries[0].texts_per_s()
+    eager = entries[0]
     rows = []
     for c in entries:
-        diff = max_score_diff(backends.ways[c.name], reference, batches)
-        rate = c.texts_per_s()
-        rows.append(
-            {
-                "labels": n_labels,
-                "how": c.name,
-                "texts_per_s": rate,
-                "vs_eager": rate / eager,
-                "max_score_diff": diff,
-                "setup_s": backends.setup_seconds.get(c.name, 0.0),
-            }
-        )
+        row = {"labels": n_labels, "how": c.name, "texts": len(texts), "batches": len(batches)}
+        row.update(texts_per_s=c.texts_per_s(), texts_per_cpu_s=c.texts_per_cpu_s())
+        row["vs_eager"] = c.texts_per_s() / eager.texts_per_s()
+        row["cpu_vs_eager"] = c.texts_per_cpu_s() / eager.texts_per_cpu_s()
+        row["max_score_diff"] = max_score_diff(backends.ways[c.name], reference, batches)
+        row["setup_s"] = backends.setup_seconds.get(c.name, 0.0)
+        rows.append(row)
         print(
-            f"[backend {n_labels:>3} labels] {c.name}: {rate:.2f} texts/s ({rate / eager:.2f}x eager), "
-            f"max |score diff| {diff:.1e}",
+            f"[backend {n_labels:>3} labels] {c.name}: {row['texts_per_s']:.2f} texts/s, "
+            f"{row['cpu_vs_eager']:.2f}x eager per CPU-s, max |score diff| {row['max_score_diff']:.1e}",
             flush=True,
         )
     return rows
@@ -577,17 +623,19 @@ def sweep(args: Any) -> int:
     import torch
 
     shape = common.SHAPES[args.shape_names[0]]
-    texts = common.sample_texts(args.corpus, args.texts or 64)
+    texts = {
+        n: common.sample_texts(args.corpus, args.texts or SWEEP_TEXTS.get(n, 32)) for n in args.label_counts
+    }
     torch.set_num_threads(args.threads)
     models = load_models(shape, args.threads)
     clf = models["clf"]
-    report = {"environment": environment(args), "shape": shape.name, "texts": len(texts)}
-    report["peak_flops"] = common.matmul_peak(args.threads)
-    report["plans"] = [row for n in args.label_counts for row in sweep_plans(clf, texts, n, args.rounds)]
+    report = {"environment": environment(args), "shape": shape.name}
+    report["peak_flops"] = common.matmul_peak(args.threads)["cpu"]
+    report["plans"] = [row for n in texts for row in sweep_plans(models, texts[n], n, args.rounds)]
     torch.set_num_threads(args.threads)
-    probe = clf.batches(texts[:4], common.label_set(8))[0]
+    probe = clf.batches(texts[args.label_counts[0]][:4], common.label_set(8))[0]
     backends = Backends(clf, probe, common.CACHE / f"onnx-{shape.name}", args.compile)
-    report["backends"] = [row for n in args.label_counts for row in sweep_backends(backends, texts, n, args)]
+    report["backends"] = [row for n in texts for row in sweep_backends(backends, texts[n], n, args)]
     report["environment"]["loadavg_end"] = os.getloadavg()
     write(report, args, sweep_markdown(report), with_plot=False)
     return 0
@@ -598,32 +646,35 @@ def sweep_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Sweep: batch plans, threads and forward backends ({env['when']})",
         "",
-        f"{report['shape']} shape, {report['texts']} `{env['corpus']}` texts, {env['rounds']} alternating "
-        f"rounds, median; {env['cores']} cores; load average {env['loadavg_start'][0]:.1f} at start, "
-        f"{env['loadavg_end'][0]:.1f} at end; matmul peak {report['peak_flops'] / 1e9:.0f} GFLOP/s "
-        f"({env['threads']} thread).",
+        f"{report['shape']} shape, `{env['corpus']}` texts, {env['rounds']} alternating rounds, median; "
+        f"{env['cores']} cores; load average {env['loadavg_start'][0]:.1f} at start, "
+        f"{env['loadavg_end'][0]:.1f} at end; matmul peak {report['peak_flops'] / 1e9:.0f} GFLOP per "
+        f"CPU-second ({env['threads']} thread).",
         "",
-        "## Our Classifier end to end, by batch plan and torch threads",
+        "## Our Classifier end to end, by batch plan and torch threads (the reference for scale)",
         "",
-        "| labels | plan | texts/s | padding eff | batches |",
-        "|---|---|---|---|---|",
+        "| labels | texts | how | texts/s | texts/CPU-s | padding eff | batches |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in report["plans"]:
+        eff = f"{r['padding_efficiency']:.3f}" if "padding_efficiency" in r else ""
         lines.append(
-            f"| {r['labels']} | {r['how']} | {r['texts_per_s']:.2f} | "
-            f"{r['padding_efficiency']:.3f} | {r['batches']} |"
+            f"| {r['labels']} | {r['texts']} | {r['how']} | {r['texts_per_s']:.2f} | "
+            f"{r['texts_per_cpu_s']:.2f} | {eff} | {r.get('batches', '')} |"
         )
     lines += [
         "",
-        f"## Forward pass only, on our batches ({env['threads']} thread), by backend",
+        f"## Forward pass only, on the engine's batches ({env['threads']} thread), by backend",
         "",
-        "| labels | backend | texts/s | vs eager fp32 | max abs score diff | setup s |",
-        "|---|---|---|---|---|---|",
+        "| labels | texts | backend | texts/s | texts/CPU-s | vs eager (CPU-s) | max abs score diff "
+        "| setup s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in report["backends"]:
         lines.append(
-            f"| {r['labels']} | {r['how']} | {r['texts_per_s']:.2f} | {r['vs_eager']:.2f}x | "
-            f"{r['max_score_diff']:.1e} | {r['setup_s']:.0f} |"
+            f"| {r['labels']} | {r['texts']} | {r['how']} | {r['texts_per_s']:.2f} | "
+            f"{r['texts_per_cpu_s']:.2f} | {r['cpu_vs_eager']:.2f}x | {r['max_score_diff']:.1e} | "
+            f"{r['setup_s']:.0f} |"
         )
     return "\n".join([*lines, ""])
 
