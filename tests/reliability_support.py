@@ -40,7 +40,7 @@ INPUTS, FAULTS, LOAD = "inputs", "faults", "load"
 
 @dataclass(frozen=True)
 class Case:
-    """What a test tries and what it expects (``{name}`` fields are filled from its parameters)."""
+    """What a test tries and what it expects; ``{name}`` fields are filled from the test's parameters."""
 
     category: str
     tried: str
@@ -127,8 +127,8 @@ def _record_for(item: pytest.Item) -> Record | None:
     if declared is None:
         return None
     params = getattr(getattr(item, "callspec", None), "params", {})
-    tried = declared.tried.format(**params) if params else declared.tried
-    record = Record(item.nodeid, declared.category, tried, declared.expected)
+    tried, expected = (declared.tried.format(**params), declared.expected.format(**params))
+    record = Record(item.nodeid, declared.category, tried, expected)
     _STATE.records[item.nodeid] = record
     return record
 
@@ -147,7 +147,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def pytest_deselected(items: list) -> None:
     for item in items:
-        _STATE.records.pop(item.nodeid, None)
+        record = _record_for(item)
+        if record is not None:
+            record.outcome = "deselected"
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -181,7 +183,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             f"partial run ({'; '.join(missing)}): wrote {target.name}, left {DOC_PATH.name} as it was"
         )
         return
-    _load_report_script().write_document(JSON_PATH, DOC_PATH)
+    load_report_script().write_document(JSON_PATH, DOC_PATH)
     _STATE.summary = f"{DOC_PATH.relative_to(ROOT)} regenerated from {JSON_PATH.relative_to(ROOT)}"
 
 
@@ -197,7 +199,7 @@ def _missing() -> list[str]:
     if files - _STATE.files_collected:
         missing.append(f"not collected: {', '.join(sorted(files - _STATE.files_collected))}")
     unreported = [nodeid for nodeid in REFERENCED if nodeid not in _STATE.records]
-    not_run = [r.nodeid for r in _STATE.records.values() if r.outcome == "not run"]
+    not_run = [r.nodeid for r in _STATE.records.values() if r.outcome in ("not run", "deselected")]
     if unreported or not_run:
         missing.append(f"{len(unreported) + len(not_run)} reliability test(s) not run")
     return missing
@@ -238,7 +240,7 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _load_report_script() -> Any:
+def load_report_script() -> Any:
     spec = importlib.util.spec_from_file_location("reliability_report", REPORT_SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("reliability_report", module)
