@@ -61,12 +61,15 @@ def build(args: argparse.Namespace) -> Any:
 
 
 def read_input(spark: Any, args: argparse.Namespace) -> Any:
+    from pyspark.sql.functions import monotonically_increasing_id
+
     reader = spark.read
     if args.input_format == "csv":
         reader = reader.option("header", "true").option("multiLine", "true").option("escape", '"')
     df = reader.format(args.input_format).load(args.input)
-    if args.input_format == "text":
+    if args.input_format == "text":  # one text per line, numbered
         df = df.withColumnRenamed("value", args.text_col)
+        df = df.withColumn(args.id_col, monotonically_increasing_id())
     missing = [c for c in (args.text_col, args.id_col) if c not in df.columns]
     if missing:
         raise SystemExit(f"input has no column(s) {', '.join(missing)}; it has {', '.join(df.columns)}")

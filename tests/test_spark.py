@@ -373,6 +373,20 @@ def test_classify_job_through_spark_submit(model, classifier, debian_rows, tmp_p
         assert_same(got[row["id"]], record, "labels", row["id"])
 
 
+def test_classify_job_fails_fast_on_a_bad_taxonomy(model, tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("classify_job", ROOT / "spark" / "classify_job.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    taxonomy = tmp_path / "labels.txt"
+    taxonomy.write_text("games\nGames\n")
+    args = ["--input", "x", "--taxonomy", str(taxonomy), "--model", model, "--output", str(tmp_path / "o")]
+    assert job.main(args) == 2
+    assert "duplicate" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.slow
 def test_local_cluster_tasks_resolve_their_assigned_gpu(model, tmp_path):
     claims = tmp_path / "claims"
