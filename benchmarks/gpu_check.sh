@@ -16,6 +16,10 @@ export PYTHONPATH="$PWD:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
 export GPU_CHECK_SHAPE="${GPU_CHECK_SHAPE:-base}" GPU_CHECK_DEVICE="${GPU_CHECK_DEVICE:-cuda}"
 export GPU_CHECK_TEXTS="${GPU_CHECK_TEXTS:-2048}" GPU_CHECK_LABELS="${GPU_CHECK_LABELS:-1,8,32,128}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
+if ! "$PY" -c "import torch, transformers, tokenizers, gliclass" 2>/dev/null; then
+  echo "gpu_check: $PY lacks torch, transformers, tokenizers or gliclass; set PYTHON to one that has them" >&2
+  exit 2
+fi
 
 exec timeout 450 "$PY" - <<'PY'
 from __future__ import annotations
