@@ -75,6 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per cell")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every contender")
     parser.add_argument("--batch-tokens", type=int, default=None, help="our batch budget (engine default)")
+    parser.add_argument(
+        "--also-batch-tokens",
+        type=int,
+        default=1024,
+        help="also run ours with this budget, as a candidate CPU default (0: do not)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny model, 8 texts, 1 and 8 labels")
     parser.add_argument("--sweep", action="store_true", help="tune our batch plan and forward backends")
     parser.add_argument("--compile", action="store_true", help="sweep: also try torch.compile (slow)")
@@ -149,7 +155,10 @@ def contenders(models: dict[str, Any], shape: str, texts: list[str], labels: lis
     batches = clf.batches(texts, labels, batch_tokens=args.batch_tokens)
     pairs = CROSS_PAIRS[shape]
     subset, some = stratified(texts, max(1, pairs // len(labels))), labels[: min(len(labels), pairs)]
+    also = args.also_batch_tokens
+    extra = [Contender(f"ours bt{also}", lambda t: clf.run(t, labels, batch_tokens=also), texts)]
     return [
+        *(extra if also and also != (args.batch_tokens or clf.default_batch_tokens) else []),
         Contender("ours", lambda t: clf.run(t, labels, batch_tokens=args.batch_tokens), texts),
         Contender("reference b8", lambda t: ref(t, labels), texts),
         Contender("reference b16", lambda t: ref(t, labels, batch_size=16), texts),
@@ -212,6 +221,7 @@ def measure_cell(models: dict[str, Any], shape: str, texts: list[str], n_labels:
         "labels": n_labels,
         "texts": len(texts),
         "cross_encoder_texts": len(entries[-1].texts),
+        "batch_tokens": args.batch_tokens or models["clf"].default_batch_tokens,
         "cross_encoder_labels": round(entries[-1].share * n_labels),
         "peak_flops_per_cpu_s": common.median([p for c in entries for p in c.peaks]),
         "texts_per_s": rates,
@@ -223,11 +233,21 @@ def measure_cell(models: dict[str, Any], shape: str, texts: list[str], n_labels:
     }
     gliclass = [k for k in rates if k != "cross-encoder"]
     cell["mfu"] = {c.name: mfu(c, work["useful_flops"]) for c in entries if c.name in gliclass}
-    cell["ratios"] = {f"ours/{k}": rates["ours"] / v for k, v in rates.items() if k != "ours"}
-    cell["cpu_ratios"] = {f"ours/{k}": cpu_rates["ours"] / v for k, v in cpu_rates.items() if k != "ours"}
+    cell["ratios"] = ratios(rates)
+    cell["cpu_ratios"] = ratios(cpu_rates)
+    if len(entries) > len(NAMES):
+        also = entries[0].name
+        cell["also"] = {"name": also, **cell_work(models["clf"], texts, labels, args.also_batch_tokens)}
+        cell["also"]["padding_efficiency"] = cell["also"]["real_tokens"] / cell["also"]["padded_tokens"]
+        cell["also"]["ratios"] = ratios(rates, also)
+        cell["also"]["cpu_ratios"] = ratios(cpu_rates, also)
     cell["elapsed_s"] = time.perf_counter() - started
     log_cell(shape, cell)
     return cell
+
+
+def ratios(rates: dict[str, float], ours: str = "ours") -> dict[str, float]:
+    return {f"{ours}/{k}": rates[ours] / v for k, v in rates.items() if k != ours}
 
 
 def mfu(c: Contender, useful_flops: float) -> float:
@@ -332,6 +352,29 @@ def shape_table(shape: dict[str, Any]) -> list[str]:
     rows += ["", "texts per CPU-second of this process (robust when other jobs share the cores):", ""]
     rows += ["| " + " | ".join(cols[:-3]) + " |", "|" + "---|" * (len(cols) - 3)]
     rows += [table_row(c, "texts_per_cpu_s", "cpu_ratios", mfu=False) for c in shape["cells"]]
+    return [*rows, "", *also_table(shape["cells"])]
+
+
+def also_table(cells: list[dict[str, Any]]) -> list[str]:
+    """Ours with the candidate CPU batch budget, against the same contenders in the same rounds."""
+    cells = [c for c in cells if "also" in c]
+    if not cells:
+        return []
+    name = cells[0]["also"]["name"]
+    others = ["reference b8", "reference b16", "ours", "forward-only", "cross-encoder"]
+    cols = ["labels", f"{name} texts/s", *[f"/ {o}" for o in others], "pad eff", "batches", "MFU"]
+    rows = [
+        f"`{name}`: our Classifier with `batch_tokens={name[6:]}` (wall-clock ratios; per CPU-second "
+        "in the JSON). `ours` and `forward-only` use the engine's default budget.",
+        "",
+    ]
+    rows += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for c in cells:
+        a = c["also"]
+        values = [str(c["labels"]), f"{c['texts_per_s'][name]:.2f}"]
+        values += [f"{a['ratios'][f'{name}/{o}']:.2f}x" for o in others]
+        values += [f"{a['padding_efficiency']:.3f}", str(a["batches"]), f"{c['mfu'][name]:.1%}"]
+        rows.append("| " + " | ".join(values) + " |")
     return [*rows, ""]
 
 
