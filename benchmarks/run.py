@@ -237,7 +237,8 @@ def measure_cell(models: dict[str, Any], shape: str, texts: list[str], n_labels:
     cell["cpu_ratios"] = ratios(cpu_rates)
     if len(entries) > len(NAMES):
         also = entries[0].name
-        cell["also"] = {"name": also, **cell_work(models["clf"], texts, labels, args.also_batch_tokens)}
+        work_also = cell_work(models["clf"], texts, labels, args.also_batch_tokens)
+        cell["also"] = {"name": also, "batch_tokens": args.also_batch_tokens, **work_also}
         cell["also"]["padding_efficiency"] = cell["also"]["real_tokens"] / cell["also"]["padded_tokens"]
         cell["also"]["ratios"] = ratios(rates, also)
         cell["also"]["cpu_ratios"] = ratios(cpu_rates, also)
@@ -363,8 +364,9 @@ def also_table(cells: list[dict[str, Any]]) -> list[str]:
     name = cells[0]["also"]["name"]
     others = ["reference b8", "reference b16", "ours", "forward-only", "cross-encoder"]
     cols = ["labels", f"{name} texts/s", *[f"/ {o}" for o in others], "pad eff", "batches", "MFU"]
+    budget = cells[0]["also"]["batch_tokens"]
     rows = [
-        f"`{name}`: our Classifier with `batch_tokens={name[6:]}` (wall-clock ratios; per CPU-second "
+        f"`{name}`: our Classifier with `batch_tokens={budget}` (wall-clock ratios; per CPU-second "
         "in the JSON). `ours` and `forward-only` use the engine's default budget.",
         "",
     ]
