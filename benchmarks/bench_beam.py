@@ -98,6 +98,14 @@ def measure(contenders: dict[str, Any], rounds: int, n: int) -> tuple[dict, dict
     return wall, cpu
 
 
+def save(path: Path, key: str, report: dict[str, Any]) -> None:
+    """Keep one run per setting (texts, threads) in the results file."""
+    runs = json.loads(path.read_text()).get("runs", {}) if path.is_file() else {}
+    runs[key] = report
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"benchmark": "beam", "runs": runs}, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -105,6 +113,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=2000)
     parser.add_argument("--labels", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -117,7 +126,7 @@ def main() -> None:
     texts = [r["text"] for r in rows[: args.texts]]
     labels = [s for s, _ in Counter(r["section"] for r in rows).most_common(args.labels)]
     path = checkpoint([r["text"] for r in rows])
-    handler = GLiClassModelHandler(path, labels)
+    handler = GLiClassModelHandler(path, labels, num_threads=args.threads)
     config = handler.config
     started = time.perf_counter()
     clf = config.classifier()
@@ -167,8 +176,7 @@ def main() -> None:
         "batching": {k: v for k, v in handler.batch_elements_kwargs().items() if isinstance(v, int)},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "os": platform.platform()},
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    save(args.output, f"{len(texts)} texts, {report['torch_threads']} torch threads", report)
     print()
     print(f"{'contender':<26}{'texts/s':>10}{'ratio':>8}{'cpu ratio':>11}")
     for name in contenders:
