@@ -502,26 +502,28 @@ class Classifier:
     def plan_batches(
         self, sequences: list[Sequence_], batch_tokens: int | None = None, max_batch_rows: int = 256
     ) -> list[Batch]:
-        """Sort by length, cut by a padded-token budget, and pad each batch to its longest sequence."""
+        """Sort by length and cut batches by a padded-token budget, keeping each batch's padding under 10%."""
         budget = batch_tokens or self.default_batch_tokens
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i].ids))
-        batches, current, longest = [], [], 0
+        batches, current, real = [], [], 0
         for i in order:
-            length = len(sequences[i].ids)
+            length = len(sequences[i].ids)  # the longest so far: lengths ascend
+            padded = length * (len(current) + 1)
             if current and (
-                max(longest, length) * (len(current) + 1) > budget or len(current) >= max_batch_rows
+                padded > budget or len(current) >= max_batch_rows or real + length < 0.9 * padded
             ):
                 batches.append(self._collate([sequences[j] for j in current]))
-                current, longest = [], 0
+                current, real = [], 0
             current.append(i)
-            longest = max(longest, length)
+            real += length
         if current:
             batches.append(self._collate([sequences[j] for j in current]))
         return batches
 
     @property
     def default_batch_tokens(self) -> int:
-        return 65536 if self.device.type == "cuda" else 4096
+        """Measured on 2 CPU cores: small sorted batches beat large ones; GPUs want large ones."""
+        return 65536 if self.device.type == "cuda" else 1024
 
     def _collate(self, sequences: list[Sequence_]) -> Batch:
         width = max(len(s.ids) for s in sequences)
