@@ -37,9 +37,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DEBUG_DDL", "build_config", "classify_dataframe", "gliclass_udf", "udf_column"]
 
-# Options ClassifyConfig passes through to Classifier.run.
-RUN_OPTIONS = ("chunk_overlap", "max_batch_rows", "prompt", "examples")
-
 # Test-only output: where and how each row was classified.
 DEBUG_DDL = (
     "struct<pid:int,partition:int,gpu:string,requested_device:string,device:string,"
@@ -96,10 +93,7 @@ def build_config(*, labels_col: Any = None, **settings: Any) -> ClassifyConfig:
     if labels_col is not None and settings.get("labels") is not None:
         raise ConfigError("give either labels (one taxonomy for every row) or labels_col (per row), not both")
     fields = set(ClassifyConfig.__dataclass_fields__) - {"options", "per_row_labels"}
-    options = {k: settings.pop(k) for k in list(settings) if k not in fields}
-    unknown = sorted(set(options) - set(RUN_OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(RUN_OPTIONS)}")
+    options = {k: settings.pop(k) for k in list(settings) if k not in fields}  # ClassifyConfig checks them
     return ClassifyConfig(per_row_labels=labels_col is not None, options=options, **settings)
 
 
