@@ -35,14 +35,14 @@ QUICK_OUT = common.CACHE / "quick"
 
 # Texts per label count (the same texts for every contender in a cell); fewer where a pass is slow.
 DEFAULT_TEXTS = {
-    "edge": {1: 48, 8: 96, 32: 24, 128: 12},
-    "base": {1: 6, 8: 6, 32: 4, 128: 2},
+    "edge": {1: 48, 8: 64, 32: 24, 128: 12},
+    "base": {1: 4, 8: 4, 32: 3, 128: 2},
     "tiny": {1: 8, 8: 8},
 }
 # The cross-encoder costs one batch-1 forward pass per (text, label) pair, so it runs at most this many
 # pairs per pass: a length-stratified subset of the cell's texts and, past that, the first labels only;
 # its texts/s is extrapolated (pairs are independent passes, so the cost is linear in texts and labels).
-CROSS_PAIRS = {"edge": 64, "base": 8, "tiny": 16}
+CROSS_PAIRS = {"edge": 64, "base": 4, "tiny": 16}
 
 
 @dataclass
