@@ -3,6 +3,8 @@ and spark-submit of the job in spark/.
 
 The local-cluster and Spark Connect checks each need a fresh JVM, so they run this file as a script in
 a subprocess (``python tests/test_spark.py cluster|connect ...``), which writes its findings as JSON.
+Those two and the spark-submit test start their own JVMs and Python workers (each worker imports torch
+and transformers), a minute or more each on two cores, so they are marked slow.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def model(tiny_checkpoint) -> str:
     return str(tiny_checkpoint)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def classifier(model):
     """The in-process oracle. One thread: on a busy 2-core machine two threads run 10x slower."""
     import torch
@@ -457,6 +459,7 @@ def _cluster_main(model: str, out: str) -> None:
 
 def _connect_main(model: str, out: str) -> None:
     from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
 
     from gliclass_pipelines.spark import gliclass_udf
 
@@ -472,7 +475,8 @@ def _connect_main(model: str, out: str) -> None:
     try:
         assert type(spark).__module__.startswith("pyspark.sql.connect"), type(spark)
         df = spark.createDataFrame(list(enumerate(texts)), "id long, text string").coalesce(1)
-        rows = df.select("id", gliclass_udf("text", model=model, labels=LABELS).alias("r")).collect()
+        column = gliclass_udf(F.col("text"), model=model, labels=LABELS)  # a Connect Column
+        rows = df.select("id", column.alias("r")).collect()
         records = [(row.id, None if row.r is None else [x.asDict() for x in row.r]) for row in rows]
         Path(out).write_text(json.dumps({"rows": records, "torch_on_client": "torch" in sys.modules}))
     finally:
