@@ -35,6 +35,8 @@ from gliclass_pipelines.engine import Classifier
 device = os.environ["GPU_CHECK_DEVICE"]
 if device.startswith("cuda") and not torch.cuda.is_available():
     raise SystemExit("gpu_check: torch sees no CUDA device (is this torch a CUDA build?)")
+if device == "cpu":
+    torch.set_num_threads(1)  # dry runs on shared CPUs: more threads only spin (see benchmarks/README.md)
 shape = common.SHAPES[os.environ["GPU_CHECK_SHAPE"]]
 n = int(os.environ["GPU_CHECK_TEXTS"])
 started = time.perf_counter()
