@@ -53,7 +53,7 @@ def clf(tiny_checkpoint) -> Classifier:
     return Classifier.load(str(tiny_checkpoint), device="cpu")
 
 
-def check_output(out, rows: list, labels: list[str] | None = None) -> Counter:
+def check_output(out, rows: list, allowed: list[str] | None = None) -> Counter:
     """Invariants of every Output: one result per row, None exactly where a reason is, reasons counted."""
     assert len(out.results) == len(out.reasons) == len(out.truncated) == len(rows)
     kinds: Counter = Counter()
@@ -65,8 +65,8 @@ def check_output(out, rows: list, labels: list[str] | None = None) -> Counter:
         scores = [x["score"] for x in result]
         assert scores == sorted(scores, reverse=True)
         assert all(0.0 <= s <= 1.0 and not math.isnan(s) for s in scores)
-        if labels is not None:
-            assert {x["label"] for x in result} <= set(labels)
+        if allowed is not None:
+            assert {x["label"] for x in result} <= set(allowed)
     nulls = sum(n for reason, n in kinds.items() if reason in NULL_REASONS)
     assert out.stats["rows"] == len(rows)
     assert out.stats["null_inputs"] == nulls
