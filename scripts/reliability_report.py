@@ -74,9 +74,18 @@ def _run_lines(run: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
         f"Latest complete run: {run['finished']}, commit `{run['commit']}`, `{run['command']}`, "
         f"{run['session_seconds']} s for the whole session.",
         f"Machine: {run['cpus']} CPUs, {run['platform']}, Python {run['python']}; {versions}.",
+        *_load_line(run),
         "",
         f"**Outcome: {counted} ({len(records)} reliability tests).**",
     ]
+
+
+def _load_line(run: dict[str, Any]) -> list[str]:
+    """The machine's load when the run ended: wall times on a shared machine mean little without it."""
+    if "load_average" not in run:
+        return []
+    one, five, fifteen = run["load_average"]
+    return [f"Load average when the run ended (1, 5, 15 min): {one}, {five}, {fifteen}."]
 
 
 def _table(rows: list[dict[str, Any]]) -> list[str]:

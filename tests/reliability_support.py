@@ -214,6 +214,7 @@ def _run_info(session: pytest.Session) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",
         "cpus": os.cpu_count(),
+        "load_average": [round(x, 1) for x in os.getloadavg()],
         "versions": _versions(),
     }
 

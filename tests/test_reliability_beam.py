@@ -125,6 +125,44 @@ def test_beam_fuzzed_handler(tiny_checkpoint, clf, reliability):
     check()
 
 
+BATCHING = ("min_batch_tokens", "max_batch_tokens", "min_batch_size", "max_batch_size", "model_copies")
+GARBAGE = [None, True, -1, 0, 1, 5, 64, 2.5, float("nan"), "x", "10", [1]]
+
+
+@case(
+    INPUTS,
+    "Beam: GLiClassModelHandler and ClassifyText built with random values (valid numbers, 0, negatives, "
+    "NaN, bools, strings, lists) for the batching and sharing arguments, plus the core's settings and "
+    "shared label lists (duplicates, markers, surrogates, None). Left out, reported for beam.py: "
+    "max_batch_duration_secs given a non-number (TypeError) and text_field given a non-string (accepted)",
+    "ConfigError at construction, never another exception; no model is loaded",
+)
+def test_beam_fuzzed_construction(tiny_checkpoint, reliability):
+    from gliclass_pipelines import ConfigError
+    from gliclass_pipelines.loading import load_count
+
+    arguments = st.fixed_dictionaries(
+        {}, optional={name: st.sampled_from(GARBAGE) for name in (*BATCHING, "threshold", "max_length")}
+    )
+    before = load_count()
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.one_of(labels(), st.none()), max_size=6), arguments)
+    def check(label_list, kwargs):
+        for build in (GLiClassModelHandler, ClassifyText):
+            try:
+                build(tiny_checkpoint, label_list, **kwargs)
+            except ConfigError as refused:
+                assert str(refused)
+                reliability.add(refused=1)
+            else:
+                assert not label_problems(label_list)
+                reliability.add(accepted=1)
+
+    check()
+    assert load_count() == before
+
+
 # ------------------------------------------------------------------------------------------------------
 # Faults
 
