@@ -91,7 +91,9 @@ class ClassifyConfig:
         `classifier` is an already loaded model (Beam hands one in); by default the registry's.
         """
         labels = self._labels_for(texts, row_labels)
-        out = (classifier or self.classifier(engine_device)).run(
+        if classifier is None:
+            classifier = self.classifier(engine_device)
+        out = classifier.run(
             texts,
             labels,
             threshold=self.threshold,

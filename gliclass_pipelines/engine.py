@@ -189,7 +189,7 @@ class Classifier:
         source = ModelSource.parse(model)
         resolved_device = resolve_device(device, engine_device)
         resolved_dtype = resolve_dtype(dtype, resolved_device)
-        if num_threads:
+        if num_threads and torch.get_num_threads() != int(num_threads):  # adapters call this per batch
             torch.set_num_threads(int(num_threads))
         key = (source, resolved_device, resolved_dtype, max_length)
         return REGISTRY.get_or_load(
