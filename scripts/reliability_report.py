@@ -21,6 +21,11 @@ JSON_PATH = ROOT / "build" / "reliability.json"
 DOC_PATH = ROOT / "docs" / "RELIABILITY.md"
 
 SECTIONS = (
+    (
+        "attacks",
+        "Hostile users",
+        "What a hostile user hands us (paths, checkpoints, taxonomies, URIs, files); what survived.",
+    ),
     ("inputs", "Inputs tried", "Odd texts, labels and options, fed to the core, the Spark UDF and Beam."),
     ("faults", "Faults injected", "One injected fault per row: broken checkpoints, copies, failed work."),
     ("load", "Load and memory", "Row counts, wall time and the Python worker's peak memory, as measured."),

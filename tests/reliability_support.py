@@ -35,7 +35,7 @@ DOC_PATH = ROOT / "docs" / "RELIABILITY.md"
 REPORT_SCRIPT = ROOT / "scripts" / "reliability_report.py"
 MODULE_GLOB = "test_reliability*.py"
 
-INPUTS, FAULTS, LOAD = "inputs", "faults", "load"
+INPUTS, FAULTS, LOAD, ATTACKS = "inputs", "faults", "load", "attacks"
 
 
 @dataclass(frozen=True)
