@@ -1,0 +1,97 @@
+"""One validated classify run, and how it is run: a runner writes into a temporary directory, then commit."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gliclass_pipelines.cli.output import commit, part_files, remove_stale_temporaries, temporary_path
+from gliclass_pipelines.cli.summary import Summary
+from gliclass_pipelines.errors import GLiClassPipelinesError
+
+ENGINES = ("local", "spark", "beam")
+MODES = ("error", "overwrite", "skip-existing")
+DEFAULT_RESULT_COLUMN = "gliclass"  # classify_dataframe's default output_col
+
+
+class EngineError(GLiClassPipelinesError):
+    """Spark or Beam failed; the message is the engine's error, without its long traceback."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One validated classify run."""
+
+    input: Path
+    input_format: str
+    output: Path
+    text_column: str
+    id_column: str | None
+    labels_column: str | None
+    result_column: str
+    mode: str
+    engine: str
+    config: Any  # ClassifyConfig
+    chunk_rows: int = 1024
+    rows_per_file: int = 1_000_000
+    progress: str = "auto"
+    log_every: float = 10.0
+    engine_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def result_type(self) -> str:
+        return self.config.output
+
+
+def run_job(job: Job) -> Summary:
+    """Write into a temporary directory beside the output, then commit it; remove it on any failure."""
+    remove_stale_temporaries(job.output)
+    temp = temporary_path(job.output)
+    started = time.perf_counter()
+    try:
+        runner = importlib.import_module(f"gliclass_pipelines.cli.run_{job.engine}")
+        summary = runner.run(job, temp)
+        summary.seconds = time.perf_counter() - started
+        summary.parts = len(part_files(temp))
+        commit(temp, job.output, job.mode, summary.to_json())
+        return summary
+    finally:
+        if temp.exists():
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def check_model_early(job: Job, *, local: bool) -> None:
+    """On a local master or runner, fetch the model here, so a bad model fails with a clear message."""
+    if local:
+        from gliclass_pipelines.loading import ModelSource
+
+        ModelSource.parse(job.config.model).fetch()
+
+
+def short_error(exc: BaseException) -> str:
+    """The last 'SomethingError: message' line of an engine's error (Spark and Beam wrap tracebacks)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    text = named[-1] if named else (lines[-1] if lines else type(exc).__name__)
+    return text if len(text) < 2000 else text[:2000] + "..."
+
+
+def engine_settings(config: Any) -> dict[str, Any]:
+    return {
+        "model": config.model,
+        "labels": config.labels,
+        "threshold": config.threshold,
+        "multi_label": config.multi_label,
+        "output": config.output,
+        "device": config.device,
+        "dtype": config.dtype,
+        "long_text": config.long_text,
+        "batch_tokens": config.batch_tokens,
+        "max_length": config.max_length,
+        "num_threads": config.num_threads,
+    }

@@ -1,0 +1,105 @@
+"""The Beam runner: ReadAllFromText/Parquet -> ClassifyText -> results and dead letters -> WriteToParquet."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gliclass_pipelines.cli.inputs import input_files, input_schema
+from gliclass_pipelines.cli.job import EngineError, check_model_early, engine_settings, short_error
+from gliclass_pipelines.cli.summary import Summary, stats_from_output
+from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
+
+
+def run(job: Any, temp: Path) -> Summary:
+    """ReadAllFromText/Parquet -> ClassifyText -> results and dead letters -> WriteToParquet(temp)."""
+    import apache_beam as beam
+    import pyarrow as pa
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from gliclass_pipelines.beam import ClassifyText
+    from gliclass_pipelines.results import arrow_type
+
+    if job.input_format not in ("jsonl", "parquet"):
+        raise ConfigError(f"--engine beam reads jsonl or parquet, not {job.input_format}")
+    runner = job.engine_options["beam_runner"]
+    check_model_early(job, local=runner in ("DirectRunner", "FnApiRunner", "BundleBasedDirectRunner"))
+    schema = input_schema(job.input, job.input_format)
+    if job.text_column not in schema.names:
+        schema = pa.schema([pa.field(job.text_column, pa.string())])
+    out_schema = schema.append(pa.field(job.result_column, arrow_type(job.result_type)))
+    flags = [f"--runner={runner}"] + [f"--{k}={v}" for k, v in job.engine_options["beam_options"].items()]
+    shape = _BeamRow(schema.names, job.result_column, job.result_type)
+    temp.mkdir(parents=True)
+    pipeline = beam.Pipeline(options=PipelineOptions(flags))
+    files = pipeline | "Files" >> beam.Create([str(f) for f in input_files(job.input, job.input_format)])
+    if job.input_format == "jsonl":
+        rows = (
+            files
+            | "Read" >> beam.io.ReadAllFromText()
+            | "NonBlank" >> beam.Filter(lambda line: bool(line.strip()))
+            | "Parse" >> beam.Map(json.loads)
+        )
+    else:
+        rows = files | "Read" >> beam.io.ReadAllFromParquet()
+    labels_field = job.labels_column
+    settings = engine_settings(job.config)
+    if labels_field is not None:
+        rows = rows | "SplitLabels" >> beam.Map(_split_labels, labels_field)
+    classified = rows | "Classify" >> ClassifyText(
+        text_field=job.text_column, labels_field=labels_field, **settings
+    )
+    ok = classified.results | "Results" >> beam.Map(lambda r: shape(r.example, r.inference))
+    dead = classified.dead_letters | "DeadLetters" >> beam.Map(lambda d: shape(d["element"], None))
+    _ = (
+        (ok, dead)
+        | "All" >> beam.Flatten()
+        | "Write"
+        >> beam.io.WriteToParquet(
+            str(temp / "part"), out_schema, file_name_suffix=".parquet", use_compliant_nested_type=True
+        )
+    )
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except Exception as exc:
+        if isinstance(exc, GLiClassPipelinesError):
+            raise
+        raise EngineError(f"Beam failed: {short_error(exc)}") from exc
+    summary = stats_from_output(job, temp)
+    summary.truncated = beam_counter(result, "truncated")
+    return summary
+
+
+class _BeamRow:
+    """An output row: the input's columns in schema order, then the result (maps as pairs, for Arrow)."""
+
+    def __init__(self, names: Sequence[str], result_column: str, result_type: str) -> None:
+        self.names, self.result_column, self.result_type = list(names), result_column, result_type
+
+    def __call__(self, element: Any, record: Any) -> dict[str, Any]:
+        if not isinstance(element, dict):
+            raise EngineError(f"an input row is not a JSON object: {element!r:.200}")
+        if self.result_type == "scores" and record is not None:
+            record = list(record.items())
+        row = {name: element.get(name) for name in self.names}
+        row[self.result_column] = record
+        return row
+
+
+def _split_labels(element: Any, field: str) -> Any:
+    if isinstance(element, dict) and isinstance(element.get(field), str):
+        return {**element, field: [x.strip() for x in element[field].split(",") if x.strip()]}
+    return element
+
+
+def beam_counter(result: Any, name: str) -> int | None:
+    from apache_beam.metrics.metric import MetricsFilter
+
+    try:
+        counters = result.metrics().query(MetricsFilter().with_name(name))["counters"]
+    except Exception:  # not every runner reports metrics
+        return None
+    return sum(c.committed or 0 for c in counters) if counters else 0

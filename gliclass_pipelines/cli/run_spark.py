@@ -1,0 +1,92 @@
+"""The Spark runner: spark.read -> classify_dataframe -> write.parquet into the temporary directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from gliclass_pipelines.cli.inputs import input_schema
+from gliclass_pipelines.cli.job import EngineError, check_model_early, engine_settings, short_error
+from gliclass_pipelines.cli.summary import Summary, stats_from_output
+from gliclass_pipelines.errors import GLiClassPipelinesError
+
+logger = logging.getLogger(__name__)
+
+
+def run(job: Any, temp: Path) -> Summary:
+    """spark.read -> classify_dataframe -> write.parquet(temp); Spark's own _SUCCESS is replaced at commit."""
+    check_model_early(job, local=job.engine_options["spark_master"].startswith("local"))
+    spark, created = spark_session(job)
+    try:
+        df = read_spark(spark, job)
+        labels_col = None
+        if job.labels_column is not None:
+            df, labels_col = spark_labels_column(df, job.labels_column)
+        out = classify_dataframe_for(job, df, labels_col)
+        if labels_col != job.labels_column and labels_col is not None:
+            out = out.drop(labels_col)
+        out.write.parquet(str(temp))
+    except Exception as exc:
+        if isinstance(exc, GLiClassPipelinesError):
+            raise
+        raise EngineError(f"Spark failed: {short_error(exc)}") from exc
+    finally:
+        if created:
+            spark.stop()
+    summary = stats_from_output(job, temp)
+    summary.truncated = None  # counted inside the executors, not reported back
+    return summary
+
+
+def spark_session(job: Any) -> tuple[Any, bool]:
+    """The active SparkSession (then the options are not applied), or a new one that the job stops."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        logger.info("using the active SparkSession; --spark-master and --spark-conf are not applied")
+        return active, False
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need this Python's packages
+    builder = SparkSession.builder.master(job.engine_options["spark_master"]).appName("gliclass-pipelines")
+    for key, value in job.engine_options["spark_conf"].items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark, True
+
+
+def read_spark(spark: Any, job: Any) -> Any:
+    path = str(job.input)
+    if job.input_format == "parquet":
+        return spark.read.parquet(path)
+    if job.input_format == "csv":  # RFC 4180: "" escapes a quote, quoted values may hold newlines
+        return spark.read.options(header=True, escape='"', multiLine=True).csv(path)
+    df = spark.read.json(path)
+    order = [name for name in input_schema(job.input, "jsonl").names if name in df.columns]
+    return df.select(*order, *[c for c in df.columns if c not in order])  # file order, not Spark's sorted
+
+
+def spark_labels_column(df: Any, column: str) -> tuple[Any, str]:
+    """Per-row labels as array<string>: as is, or split from 'a,b,c' text into a temporary column."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType
+
+    if not isinstance(df.schema[column].dataType, StringType):
+        return df, column
+    split = F.filter(F.transform(F.split(F.col(column), ","), lambda x: F.trim(x)), lambda x: x != "")
+    return df.withColumn("__gliclass_labels", split), "__gliclass_labels"
+
+
+def classify_dataframe_for(job: Any, df: Any, labels_col: str | None) -> Any:
+    from gliclass_pipelines.spark import classify_dataframe
+
+    return classify_dataframe(
+        df,
+        job.text_column,
+        output_col=job.result_column,
+        labels_col=labels_col,
+        **engine_settings(job.config),
+    )
