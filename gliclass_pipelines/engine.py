@@ -12,7 +12,7 @@ import logging
 import numbers
 import os
 import threading
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +22,7 @@ import torch
 
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.loading import REGISTRY, ModelSource, load_checkpoint, resolve_device, resolve_dtype
+from gliclass_pipelines.outcomes import Output, RowOutcome, RunStats
 from gliclass_pipelines.taxonomy import Example, Taxonomy
 
 logger = logging.getLogger(__name__)
@@ -76,39 +77,31 @@ class Batch:
         return int(self.input_ids.numel())
 
 
-@dataclass
-class Output:
-    """What one classify call produced: one result per input, and why a result is missing."""
-
-    results: list[list[dict[str, Any]] | None]
-    truncated: list[bool]
-    reasons: list[str | None]
-    stats: Counter
-
-
-def _text_problem(text: Any) -> str | None:
+def _text_problem(text: Any) -> RowOutcome | None:
     """Why a text gets no result (a null, blank, non-string or not-UTF-8-encodable text), else None."""
     if text is None or (isinstance(text, float) and text != text):
-        return "null text"
+        return RowOutcome.null_input("null text", "null_text")
     if not isinstance(text, str):
-        return f"text is a {type(text).__name__}, not a string"
+        return RowOutcome.failed(f"text is a {type(text).__name__}, not a string", "not_a_string")
     if not text.strip():
-        return "blank text"
+        return RowOutcome.null_input("blank text", "blank_text")
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:  # a lone surrogate: tokenizers refuse the whole batch
-            return f"text is not valid Unicode: lone surrogate {text[exc.start]!r} at character {exc.start}"
+            reason = f"text is not valid Unicode: lone surrogate {text[exc.start]!r} at character {exc.start}"
+            return RowOutcome.failed(reason, "lone_surrogate")
     return None
 
 
-def _row_labels_key(row_labels: Any) -> tuple | str:
+def _row_labels_key(row_labels: Any) -> tuple | RowOutcome:
     """A per-row label list as a tuple (null or NaN: no labels), or why it is not a list of labels."""
     if row_labels is None or (isinstance(row_labels, float) and row_labels != row_labels):
         return ()
     if isinstance(row_labels, (list, tuple, np.ndarray)):
         return tuple(row_labels)
-    return f"invalid labels: per-row labels must be a list of str, got {type(row_labels).__name__}"
+    reason = f"invalid labels: per-row labels must be a list of str, got {type(row_labels).__name__}"
+    return RowOutcome.failed(reason, "invalid_labels")
 
 
 def _hashable(value: Any) -> bool:
@@ -162,7 +155,7 @@ class Classifier:
         self.pooling = self.config.pooling_strategy
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.prefix, self.suffix = _special_affixes(tokenizer)
-        self.metrics: Counter = Counter()
+        self.metrics = RunStats()
         self._lock = threading.Lock()
         self._plans: OrderedDict[Any, LabelPlan] = OrderedDict()
         self._label_embeddings: dict[tuple[str, ...], torch.Tensor] = {}
@@ -254,10 +247,10 @@ class Classifier:
         check_run_options(threshold, long_text, chunk_overlap, batch_tokens, max_batch_rows)
         texts = list(texts)
         per_row = is_per_row(labels) if per_row is None else per_row
-        row_plans, reasons = self._row_plans(texts, labels, per_row, threshold, prompt, examples)
-        stats: Counter = Counter(rows=len(texts))
-        unique_rows, first_of, keys = _deduplicate(texts, row_plans, reasons)
-        stats["duplicates"] = len(texts) - len(unique_rows) - sum(r is not None for r in reasons)
+        row_plans, problems = self._row_plans(texts, labels, per_row, threshold, prompt, examples)
+        stats = RunStats()
+        unique_rows, first_of, keys = _deduplicate(texts, row_plans, problems)
+        stats.duplicates = len(texts) - len(unique_rows) - sum(p is not None for p in problems)
         sequences, truncated_unique = self._encode(
             [texts[i] for i in unique_rows],
             [row_plans[i] for i in unique_rows],
@@ -275,13 +268,12 @@ class Classifier:
             plan = row_plans[i]
             results[i] = _predictions(plan, logits[u], multi_label, return_all) if plan.labels else []
             truncated[i] = truncated_unique[u]
-        for reason in reasons:
-            if reason is not None:
-                stats["null_inputs" if reason in ("null text", "blank text") else "failed"] += 1
-        stats["truncated"] = sum(truncated)
+        outcomes = [RowOutcome.ok() if p is None else p for p in problems]
+        for outcome, cut in zip(outcomes, truncated):
+            stats.count(outcome, cut)
         with self._lock:
-            self.metrics.update(stats)
-        return Output(results, truncated, reasons, stats)
+            self.metrics.add(stats)
+        return Output(results, truncated, outcomes, stats)
 
     def prepare(
         self, labels: Any, *, threshold: float = 0.5, prompt: str | None = None, examples: Any = None
@@ -317,46 +309,45 @@ class Classifier:
         threshold: float,
         prompt: str | None,
         examples: Any,
-    ) -> tuple[list[LabelPlan | None], list[str | None]]:
-        reasons: list[str | None] = [None] * len(texts)
-        for i, text in enumerate(texts):
-            reasons[i] = _text_problem(text)
+    ) -> tuple[list[LabelPlan | None], list[RowOutcome | None]]:
+        """Each row's label plan, or (None and) the outcome that explains why the row gets no result."""
+        problems = [_text_problem(text) for text in texts]
         if not per_row:
             plan = self.prepare(labels, threshold=threshold, prompt=prompt, examples=examples)
-            return [plan] * len(texts), reasons
+            return [plan] * len(texts), problems
         if len(labels) != len(texts):
             raise ConfigError(f"per-row labels: got {len(labels)} label lists for {len(texts)} texts")
         plans: list[LabelPlan | None] = []
-        seen: dict[tuple, LabelPlan | str] = {}
+        seen: dict[tuple, LabelPlan | RowOutcome] = {}
         options = (threshold, prompt, examples)
         for i, row_labels in enumerate(labels):
-            if reasons[i] is not None:
+            if problems[i] is not None:
                 plans.append(None)
                 continue
             key = _row_labels_key(row_labels)
-            if isinstance(key, str):
-                plan: LabelPlan | str | None = key
+            if isinstance(key, RowOutcome):
+                plan: LabelPlan | RowOutcome | None = key
             elif not _hashable(key):  # e.g. a nested group: planned uncached
                 plan = self._row_plan(key, *options)
             else:
                 if key not in seen:
                     seen[key] = self._row_plan(key, *options)
                 plan = seen[key]
-            if isinstance(plan, str):
-                reasons[i], plan = plan, None
+            if isinstance(plan, RowOutcome):
+                problems[i], plan = plan, None
             plans.append(plan)
-        return plans, reasons
+        return plans, problems
 
     def _row_plan(
         self, labels: tuple, threshold: float, prompt: str | None, examples: Any
-    ) -> LabelPlan | str:
-        """One row's label plan, or the reason its labels are unusable."""
+    ) -> LabelPlan | RowOutcome:
+        """One row's label plan, or the failed outcome saying why its labels are unusable."""
         if not labels:
             return LabelPlan((), (), np.zeros(0))
         try:
             return self.prepare(list(labels), threshold=threshold, prompt=prompt, examples=examples)
         except ConfigError as exc:
-            return f"invalid labels: {exc}"
+            return RowOutcome.failed(f"invalid labels: {exc}", "invalid_labels")
 
     def _plan(self, taxonomy: Taxonomy, threshold: float) -> LabelPlan:
         key = (taxonomy, threshold)
@@ -540,28 +531,29 @@ class Classifier:
         n_rows: int,
         batch_tokens: int | None,
         max_batch_rows: int,
-        stats: Counter,
+        stats: RunStats,
     ) -> list[np.ndarray]:
         """Run every sequence and combine each row's logits: label groups side by side, windows by max."""
         logits = [np.full(len(p.labels), -np.inf) for p in _row_plan_list(sequences, n_rows)]
         for batch in self.plan_batches(sequences, batch_tokens, max_batch_rows):
-            stats["batches"] += 1
-            stats["real_tokens"] += batch.real_tokens
-            stats["padded_tokens"] += batch.padded_tokens
+            stats.batches += 1
+            stats.sequences += len(batch.sequences)
+            stats.real_tokens += batch.real_tokens
+            stats.padded_tokens += batch.padded_tokens
             out = self._forward_resilient(batch, stats)
             for s, row_logits in zip(batch.sequences, out):
                 span = slice(s.group.offset, s.group.offset + len(s.group.labels))
                 np.maximum(logits[s.row][span], row_logits[: len(s.group.labels)], out=logits[s.row][span])
         return logits
 
-    def _forward_resilient(self, batch: Batch, stats: Counter) -> np.ndarray:
+    def _forward_resilient(self, batch: Batch, stats: RunStats) -> np.ndarray:
         """Forward a batch; on CUDA out-of-memory, halve it and retry (the results are identical)."""
         try:
             return self.forward(batch)
         except torch.OutOfMemoryError:
             if len(batch.sequences) == 1:
                 raise
-            stats["oom_splits"] += 1
+            stats.oom_splits += 1
             logger.warning("CUDA out of memory on a batch of %d; halving it", len(batch.sequences))
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -715,14 +707,14 @@ def _predictions(plan: LabelPlan, logits: np.ndarray, multi_label: bool, return_
 
 
 def _deduplicate(
-    texts: list[Any], plans: list[LabelPlan | None], reasons: list[str | None]
+    texts: list[Any], plans: list[LabelPlan | None], problems: list[RowOutcome | None]
 ) -> tuple[list[int], dict[Any, int], list[Any]]:
     """Identical (text, label set) pairs are computed once."""
     unique_rows: list[int] = []
     first_of: dict[Any, int] = {}
     keys: list[Any] = []
     for i, (text, plan) in enumerate(zip(texts, plans)):
-        if reasons[i] is not None:
+        if problems[i] is not None:
             keys.append(None)
             continue
         key = (text, id(plan))

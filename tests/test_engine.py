@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gliclass_pipelines import Classifier, ConfigError, Taxonomy
+from gliclass_pipelines.outcomes import RowOutcome, RunStats
 
 LABELS = ["libraries", "games", "science", "networking"]
 
@@ -61,8 +62,24 @@ def test_results_keep_input_order_and_nulls(first_clf, debian_texts):
     assert out.results[0] == out.results[6]
     assert_close(out.results[0], first_clf.classify([debian_texts[0]], LABELS, threshold=0.0)[0])
     assert_close(out.results[5], first_clf.classify([debian_texts[1]], LABELS, threshold=0.0)[0])
-    assert out.stats["null_inputs"] == 4 and out.stats["duplicates"] == 1
-    assert out.reasons[1] == "null text" and out.reasons[2] == "blank text"
+    assert out.stats.null_inputs == 4 and out.stats.duplicates == 1 and out.stats.ok == 3
+    assert [o.kind for o in out.outcomes] == ["ok"] + ["null_input"] * 4 + ["ok", "ok"]
+    assert out.outcomes[1] == RowOutcome.null_input("null text", "null_text")
+    assert out.outcomes[2].reason == "blank text" and out.stats.reasons == {"null_text": 2, "blank_text": 2}
+
+
+def test_run_stats_add_and_round_trip():
+    a, b = RunStats(), RunStats(batches=2, real_tokens=90, padded_tokens=100)
+    for outcome in (RowOutcome.ok(), RowOutcome.failed("bad", "invalid_labels"), RowOutcome.null_input("x")):
+        a.count(outcome, truncated=outcome.is_ok)
+    total = RunStats().add(a).add(b)
+    assert (total.rows, total.ok, total.failed, total.null_inputs, total.truncated) == (3, 1, 1, 1, 1)
+    assert total.reasons == {"invalid_labels": 1, "null_input": 1} and total.padding_efficiency == 0.9
+    assert RunStats.from_dict(total.as_dict()) == total and dict(total)["batches"] == 2
+    with pytest.raises(ValueError):
+        RunStats.from_dict({"rowz": 1})
+    with pytest.raises(ValueError):
+        RowOutcome("ok", "a reason")
 
 
 def test_sorted_by_descending_score_and_thresholds(first_clf, debian_texts):
