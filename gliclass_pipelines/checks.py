@@ -12,13 +12,11 @@ from gliclass_pipelines.redaction import shorten
 
 def check_threshold(value: Any, name: str = "threshold") -> float:
     """A score threshold: a real number in [0, 1] (not a bool, not NaN)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or math.isnan(value)
-        or not 0 <= value <= 1
-    ):
-        raise ConfigError(f"{name} must be a number in [0, 1], got {shorten(repr(value))}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        shown = f"{type(value).__name__} {shorten(repr(value))}"
+        raise ConfigError(f"{name} must be a number between 0 and 1, got {shown}")
+    if math.isnan(value) or not 0 <= value <= 1:
+        raise ConfigError(f"{name} must be a number between 0 and 1, got {shorten(repr(value))}")
     return float(value)
 
 

@@ -16,19 +16,34 @@ Importing this module is cheap: it uses the standard library only (PyYAML is imp
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from gliclass_pipelines.checks import check_threshold
 from gliclass_pipelines.errors import ConfigError
 
-__all__ = ["MARKERS", "Example", "Taxonomy", "flatten_labels", "normalize_label"]
+__all__ = [
+    "EXAMPLE_MARK",
+    "LABEL_MARK",
+    "MARKERS",
+    "SEP_MARK",
+    "Example",
+    "Taxonomy",
+    "flatten_labels",
+    "max_labels",
+    "normalize_label",
+]
 
 #: Special tokens the model's input layout is built from; a label containing one would corrupt it.
-MARKERS: tuple[str, ...] = ("<<LABEL>>", "<<SEP>>", "<<EXAMPLE>>")
+LABEL_MARK, SEP_MARK, EXAMPLE_MARK = "<<LABEL>>", "<<SEP>>", "<<EXAMPLE>>"
+MARKERS: tuple[str, ...] = (LABEL_MARK, SEP_MARK, EXAMPLE_MARK)
+
+#: Environment variable that overrides Taxonomy.MAX_LABELS (the most labels one taxonomy may hold).
+MAX_LABELS_ENV = "GLICLASS_PIPELINES_MAX_LABELS"
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u180e"))
 
 _CONFIG_KEYS: tuple[str, ...] = ("labels", "thresholds", "prompt", "examples", "separator")
 _EXAMPLE_KEYS: tuple[str, ...] = ("text", "labels", "true_labels")
@@ -73,8 +88,30 @@ def _check_unicode(text: str, what: str) -> None:
 
 
 def normalize_label(label: str) -> str:
-    """The form two labels are compared in for duplicates: casefolded, whitespace stripped and collapsed."""
-    return " ".join(label.split()).casefold()
+    """The form two labels are compared in for duplicates.
+
+    Zero-width characters removed, NFKC-normalised (``café`` composed or decomposed, fullwidth
+    ``ｓｐｏｒｔｓ``), casefolded, whitespace stripped and collapsed.
+    """
+    text = unicodedata.normalize("NFKC", label.translate(_ZERO_WIDTH))
+    return " ".join(unicodedata.normalize("NFKC", text.casefold()).split())
+
+
+def max_labels() -> int:
+    """Most labels in one taxonomy: $GLICLASS_PIPELINES_MAX_LABELS if set, else Taxonomy.MAX_LABELS."""
+    raw = os.environ.get(MAX_LABELS_ENV, "").strip()
+    if not raw:
+        return Taxonomy.MAX_LABELS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{MAX_LABELS_ENV} must be a positive integer, got {_show(raw)}.")
+    return int(raw)
+
+
+def _too_many_labels(cap: int) -> ConfigError:
+    return ConfigError(
+        f"the taxonomy has more than {cap:,} labels, the cap on one taxonomy "
+        f"(Taxonomy.MAX_LABELS, or ${MAX_LABELS_ENV}); split it or raise the cap."
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -104,14 +141,21 @@ def flatten_labels(labels: Sequence[Any] | Mapping[str, Any], separator: str = "
             f"got {type(labels).__name__}: {_show(labels)}."
         )
     out: list[str] = []
-    _flatten_into(labels, None, separator, out, "labels")
+    try:
+        _flatten_into(labels, None, separator, out, "labels", max_labels())
+    except RecursionError as err:
+        raise ConfigError("labels are nested too deeply; a taxonomy needs a few levels at most.") from err
     return out
 
 
-def _flatten_into(node: object, prefix: str | None, separator: str, out: list[str], where: str) -> None:
+def _flatten_into(  # noqa: PLR0913 - recursive walk state
+    node: object, prefix: str | None, separator: str, out: list[str], where: str, cap: int
+) -> None:
     if isinstance(node, str):
         if not node.strip():
             raise ConfigError(f"empty label {_show(node)} at {where}; remove it or give it a name.")
+        if len(out) >= cap:
+            raise _too_many_labels(cap)
         out.append(node if prefix is None else f"{prefix}{separator}{node}")
     elif isinstance(node, Mapping):
         for key, value in node.items():
@@ -123,16 +167,16 @@ def _flatten_into(node: object, prefix: str | None, separator: str, out: list[st
                 )
             if not key.strip():
                 raise ConfigError(f"empty group name {_show(key)} at {where}; give the group a name.")
-            if value is None:
+            if value is None or (isinstance(value, Mapping | list | tuple) and not value):
                 raise ConfigError(
-                    f"group {_show(key)} at {here} has no labels (its value is empty/None); "
+                    f"group {_show(key)} at {here} has no labels (its value is {_show(value)}); "
                     "give it a list of labels or remove it."
                 )
             child = key if prefix is None else f"{prefix}{separator}{key}"
-            _flatten_into(value, child, separator, out, here)
+            _flatten_into(value, child, separator, out, here, cap)
     elif isinstance(node, list | tuple):
         for i, item in enumerate(node):
-            _flatten_into(item, prefix, separator, out, f"{where}[{i}]")
+            _flatten_into(item, prefix, separator, out, f"{where}[{i}]", cap)
     else:
         raise ConfigError(
             f"label {_show(node)} at {where} has type {type(node).__name__}; labels must be str "
@@ -172,6 +216,9 @@ def _check_labels(labels: object) -> tuple[str, ...]:
         )
     if not labels:
         raise ConfigError("the taxonomy has no labels; give at least one label.")
+    cap = max_labels()
+    if len(labels) > cap:
+        raise _too_many_labels(cap)
     seen: dict[str, str] = {}
     for i, label in enumerate(labels):
         if not isinstance(label, str):
@@ -193,21 +240,11 @@ def _check_labels(labels: object) -> tuple[str, ...]:
             first = seen[key]
             same = "is given twice" if first == label else f"and {_show(label)} are the same label"
             raise ConfigError(
-                f"duplicate label: {_show(first)} {same} once case and whitespace are ignored; keep only one."
+                f"duplicate label: {_show(first)} {same} once case, whitespace, Unicode form (NFKC) and "
+                "zero-width characters are ignored; keep only one."
             )
         seen[key] = label
     return tuple(labels)
-
-
-def _check_threshold(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ConfigError(
-            f"{what} must be a number between 0 and 1, got {type(value).__name__} {_show(value)}."
-        )
-    number = float(value)
-    if math.isnan(number) or not 0.0 <= number <= 1.0:
-        raise ConfigError(f"{what} must be a number between 0 and 1, got {_show(value)}.")
-    return number
 
 
 def _threshold_pairs(raw: object) -> list[tuple[object, object]]:
@@ -254,7 +291,7 @@ def _resolve_thresholds(
             )
         if key in given:
             raise ConfigError(f"threshold for {key!r} is given twice; keep one.")
-        given[key] = _check_threshold(value, f"threshold for {key!r}")
+        given[key] = check_threshold(value, f"threshold for {key!r}")
     if not given:
         return ()
     matched: set[str] = set()
@@ -379,7 +416,14 @@ class Taxonomy:
     prefixes, and is stored as per-label overrides in label order; ``examples`` may be mappings.
     ``structure`` (the nested labels the flat list came from) is kept for :meth:`to_dict` only and is
     ignored by equality and hashing; when given it must flatten to ``labels``.
+
+    Bounds against hostile input: at most :attr:`MAX_LABELS` labels (``$GLICLASS_PIPELINES_MAX_LABELS``
+    overrides it), taxonomy files and texts of at most :attr:`MAX_FILE_BYTES`, and no YAML anchors or
+    aliases (a few hundred bytes of nested aliases expand to billions of labels).
     """
+
+    MAX_LABELS: ClassVar[int] = 100_000
+    MAX_FILE_BYTES: ClassVar[int] = 32 * 1024 * 1024
 
     labels: tuple[str, ...]
     thresholds: tuple[tuple[str, float], ...] = ()
@@ -550,7 +594,7 @@ class Taxonomy:
 
     def thresholds_for(self, default: float) -> list[float]:
         """One threshold per label, in label order: the override where there is one, else ``default``."""
-        default = _check_threshold(default, "default threshold")
+        default = check_threshold(default, "default threshold")
         overrides: dict[str, float] = self._overrides  # type: ignore[attr-defined]
         return [overrides.get(label, default) for label in self.labels]
 
@@ -591,9 +635,16 @@ def _is_file(name: str) -> bool:
 
 
 def _read_file(name: str | bytes) -> str:
+    limit = Taxonomy.MAX_FILE_BYTES
     try:
-        with open(name, encoding="utf-8-sig") as handle:
-            return handle.read()
+        with open(name, "rb") as handle:
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise ConfigError(
+                f"taxonomy file {_show(name)} is larger than {limit:,} bytes (Taxonomy.MAX_FILE_BYTES); "
+                "a taxonomy this large is not a label list."
+            )
+        return data.decode("utf-8-sig")
     except FileNotFoundError as err:
         raise ConfigError(f"taxonomy file not found: {_show(name)}; check the path.") from err
     except IsADirectoryError as err:
@@ -616,6 +667,11 @@ def _read_source(source: object) -> tuple[str, str]:
         )
     if "\n" not in source and _is_file(source):
         return _read_file(source), source
+    if len(source) > Taxonomy.MAX_FILE_BYTES:
+        raise ConfigError(
+            f"taxonomy text of {len(source):,} characters is larger than Taxonomy.MAX_FILE_BYTES "
+            f"({Taxonomy.MAX_FILE_BYTES:,})."
+        )
     return source, "<text>"
 
 
@@ -630,7 +686,17 @@ def _parse_yaml(text: str, origin: str) -> object:
         raise ConfigError("reading YAML needs PyYAML: pip install pyyaml") from err
 
     class _StrictLoader(yaml.SafeLoader):
-        """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+        """SafeLoader refusing anchors and aliases (billion laughs) and a key given twice in one mapping."""
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                raise ConfigError(
+                    f"{origin}: YAML anchors and aliases (&name, *name, <<: *name) are not allowed in a "
+                    f"taxonomy (line {event.start_mark.line + 1}): they let a few bytes expand without "
+                    "bound. Write the labels out."
+                )
+            return super().compose_node(parent, index)
 
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             seen: set[object] = set()
@@ -654,6 +720,8 @@ def _parse_yaml(text: str, origin: str) -> object:
         return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: safe
     except yaml.YAMLError as err:
         raise ConfigError(f"{origin}: not valid YAML: {err}") from err
+    except RecursionError as err:
+        raise ConfigError(f"{origin}: the YAML is nested too deeply to be a taxonomy.") from err
 
 
 def _parse_json(text: str, origin: str, source: object) -> object:
@@ -671,6 +739,8 @@ def _parse_json(text: str, origin: str, source: object) -> object:
 
     try:
         return json.loads(text, object_pairs_hook=unique)
+    except RecursionError as err:
+        raise ConfigError(f"{origin}: the JSON is nested too deeply to be a taxonomy.") from err
     except json.JSONDecodeError as err:
         if origin == "<text>" and _looks_like_path(source):
             raise ConfigError(
