@@ -2,15 +2,25 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 import pytest  # noqa: E402
 
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA_DIR = Path(__file__).resolve().parent / "data"  # small real-text fixtures: see data/README.md
+
+SPARK_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "128",
+    "spark.python.worker.reuse": "true",
+}
 
 
 def read_jsonl(name: str, limit: int) -> list[dict]:
@@ -53,3 +63,27 @@ def checkpoint_factory(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(checkpoint_factory) -> Path:
     return checkpoint_factory()
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] SparkSession for the whole run: its JVM and Python workers start once, not per module."""
+    pytest.importorskip("pyspark")
+    pytest.importorskip("pandas")
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master("local[2]").appName("gliclass-pipelines-tests")
+    for key, value in SPARK_CONF.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def clf(tiny_checkpoint):
+    """The in-process Classifier on the default tiny checkpoint, loaded once for every module."""
+    from gliclass_pipelines import Classifier
+
+    return Classifier.load(str(tiny_checkpoint), device="cpu")
