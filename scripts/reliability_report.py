@@ -1,16 +1,20 @@
 """Render docs/RELIABILITY.md from build/reliability.json, the record the reliability tests write.
 
+    python scripts/reliability_report.py --run     # run every reliability test, then render it
     python scripts/reliability_report.py           # rewrite docs/RELIABILITY.md from build/reliability.json
     python scripts/reliability_report.py --check   # exit 1 if docs/RELIABILITY.md does not match it
 
-A full test run (``make test``, or ``pytest tests``) writes build/reliability.json and calls this renderer
-itself (tests/reliability_support.py), so the document always shows the latest complete run.
+Test runs write build/reliability.json (a run holding every reliability test) and never the document;
+tests/test_evidence_doc.py fails while the document's rows differ from the cases the tests declare.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -46,10 +50,10 @@ def render(report: dict[str, Any]) -> str:
         "",
         *_run_lines(run, records),
         "",
-        "Regenerate: `make test` (or `pytest tests`) rewrites this file at the end of any run that includes",
-        "every reliability test (tests/test_reliability*.py, plus the existing fault tests it lists);",
-        "`python scripts/reliability_report.py` re-renders it from build/reliability.json, and `--check`",
-        "exits 1 when this file does not match that record.",
+        "Regenerate: `make reliability` runs every reliability test (tests/test_reliability*.py, plus",
+        "the existing fault tests that tests/reliability_support.py lists) and, when all pass, renders",
+        "this file from build/reliability.json. The test suite never writes it; `make test` fails while",
+        "its rows differ from the cases the tests declare (tests/test_evidence_doc.py).",
     ]
     for key, title, intro in SECTIONS:
         rows = [r for r in records if r["category"] == key]
@@ -129,6 +133,59 @@ def write_document(json_path: Path = JSON_PATH, doc_path: Path = DOC_PATH) -> st
     return text
 
 
+def doc_rows(text: str) -> set[tuple[str, str, str, str]]:
+    """(category, test node id, tried, expected) of each table row in a rendered document."""
+    titles = {title: key for key, title, _ in SECTIONS}
+    rows, category = set(), None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            category = titles.get(line[3:].strip())
+        elif category and line.startswith("| ") and not line.startswith(("| What was tried", "|---")):
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            rows.add((category, cells[4].strip("`"), cells[0], cells[1]))
+    return rows
+
+
+def declared_rows(cases: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
+    """The rows that the declared cases (records, outcome or not) should have in the document."""
+    return {_row(c["category"], c["nodeid"], c["tried"], c["expected"]) for c in cases}
+
+
+def _row(category: str, nodeid: str, tried: str, expected: str) -> tuple[str, str, str, str]:
+    return category, nodeid.removeprefix("tests/"), _cell(tried).strip(), _cell(expected).strip()
+
+
+def stale_reasons(cases: list[dict[str, Any]], text: str) -> list[str]:
+    """Why the document does not stand for these declared cases: rows missing, rows left over, rows that
+    record a failure or a test that did not run. An empty list: the document is current."""
+    want, have = declared_rows(cases), doc_rows(text)
+    reasons = [f"no row for {row[1]} ({row[2][:60]}...)" for row in sorted(want - have)]
+    reasons += [f"row for no declared case: {row[1]} ({row[2][:60]}...)" for row in sorted(have - want)]
+    for line in text.splitlines():
+        if re.search(r"\| \*\*(FAILED|not run|deselected)\*\* \|", line):
+            reasons.append(f"row records a test that failed or did not run: {line[:120]}")
+    return reasons
+
+
+def run_tests(extra: list[str]) -> int:
+    """Run every reliability test (modules and the existing tests listed in REFERENCED) in one session."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *_support().selection()]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    return subprocess.run([*command, *extra], cwd=ROOT, env=env).returncode
+
+
+def _support() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "reliability_support", ROOT / "tests" / "reliability_support.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -138,9 +195,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="only check that the document matches the record"
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--run", action="store_true", help="first run every reliability test (extra pytest args may follow)"
+    )
+    args, extra = parser.parse_known_args(argv)
+    if extra and not args.run:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.run:
+        started = os.path.getmtime(args.json) if args.json.is_file() else None
+        code = run_tests(extra)
+        if code != 0:
+            print(
+                f"reliability tests failed (pytest exit {code}): {args.doc} left as it was", file=sys.stderr
+            )
+            return 1
+        if not args.json.is_file() or os.path.getmtime(args.json) == started:
+            print(
+                f"the run wrote no complete record ({args.json}): {args.doc} left as it was", file=sys.stderr
+            )
+            return 1
     if not args.json.is_file():
-        print(f"{args.json} not found: run the test suite first (make test)", file=sys.stderr)
+        print(f"{args.json} not found: run make reliability", file=sys.stderr)
         return 1
     if not args.check:
         write_document(args.json, args.doc)

@@ -3,10 +3,11 @@
 The tests/test_reliability*.py modules load this module as a pytest plugin (``pytest_plugins``). A test
 declares what it tries with :func:`case`, and fills in its numbers through the ``reliability`` fixture;
 the outcome (passed, FAILED, skipped) comes from pytest's own reports, never from the test. At the end of
-the session the records go to build/reliability.json, and scripts/reliability_report.py renders
-docs/RELIABILITY.md from them. The document is rewritten only by a run that holds every reliability test
-and every existing test listed in REFERENCED (``make test`` or ``pytest tests``); a partial run writes
-build/reliability-partial.json and leaves the document alone.
+the session the records go to build/ only: build/reliability.json from a run that holds every reliability
+test and every existing test listed in REFERENCED, build/reliability-partial.json from any other run. No
+test run writes docs/RELIABILITY.md: ``make reliability`` runs these tests and renders it
+(scripts/reliability_report.py), and tests/test_evidence_doc.py fails while the declared cases
+and the document's rows differ.
 
 PYTEST_DONT_REWRITE (test modules import this before pytest loads it as a plugin)
 """
@@ -34,6 +35,7 @@ PARTIAL_PATH = ROOT / "build" / "reliability-partial.json"
 DOC_PATH = ROOT / "docs" / "RELIABILITY.md"
 REPORT_SCRIPT = ROOT / "scripts" / "reliability_report.py"
 MODULE_GLOB = "test_reliability*.py"
+DECLARED_ENV = "GLICLASS_RELIABILITY_DECLARED"  # collect-only runs write the declared cases to this path
 
 INPUTS, FAULTS, LOAD, ATTACKS = "inputs", "faults", "load", "attacks"
 
@@ -173,18 +175,18 @@ def reliability(request: pytest.FixtureRequest) -> Record:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if session.config.option.collectonly:
+        if os.environ.get(DECLARED_ENV):
+            cases = [asdict(r) for r in _STATE.records.values()]
+            Path(os.environ[DECLARED_ENV]).write_text(json.dumps(cases, ensure_ascii=False), encoding="utf-8")
+        return
     missing = _missing()
     report = {"run": _run_info(session), "records": [asdict(r) for r in _STATE.records.values()]}
     target = PARTIAL_PATH if missing else JSON_PATH
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    if missing:
-        _STATE.summary = (
-            f"partial run ({'; '.join(missing)}): wrote {target.name}, left {DOC_PATH.name} as it was"
-        )
-        return
-    load_report_script().write_document(JSON_PATH, DOC_PATH)
-    _STATE.summary = f"{DOC_PATH.relative_to(ROOT)} regenerated from {JSON_PATH.relative_to(ROOT)}"
+    why = f" ({'; '.join(missing)})" if missing else ""
+    _STATE.summary = f"wrote {target.relative_to(ROOT)}{why}; `make reliability` refreshes {DOC_PATH.name}"
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -194,15 +196,44 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 def _missing() -> list[str]:
     """Why this run cannot stand for the whole reliability suite (an empty list when it can)."""
+    missing = _not_collected()
+    not_run = [r.nodeid for r in _STATE.records.values() if r.outcome in ("not run", "deselected")]
+    if not_run:
+        missing.append(f"{len(not_run)} reliability test(s) not run")
+    return missing
+
+
+def _not_collected() -> list[str]:
     missing = []
     files = {p.name for p in (ROOT / "tests").glob(MODULE_GLOB)}
     if files - _STATE.files_collected:
         missing.append(f"not collected: {', '.join(sorted(files - _STATE.files_collected))}")
     unreported = [nodeid for nodeid in REFERENCED if nodeid not in _STATE.records]
-    not_run = [r.nodeid for r in _STATE.records.values() if r.outcome in ("not run", "deselected")]
-    if unreported or not_run:
-        missing.append(f"{len(unreported) + len(not_run)} reliability test(s) not run")
+    if unreported:
+        missing.append(f"{len(unreported)} referenced test(s) not collected")
     return missing
+
+
+def selection() -> list[str]:
+    """pytest arguments that select every reliability test: the modules, then the referenced tests."""
+    modules = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob(MODULE_GLOB))
+    return [*modules, *REFERENCED]
+
+
+def declared_cases(work: Path) -> list[dict[str, Any]]:
+    """Every declared case (node id, category, tried, expected): from this session when it collected every
+    reliability test, else from a collect-only pytest run in a subprocess (seconds, nothing runs)."""
+    if not _not_collected():
+        return [asdict(r) for r in _STATE.records.values()]
+    out = work / "declared.json"
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *selection()]
+    env = dict(os.environ, **{DECLARED_ENV: str(out)})
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0 or not out.is_file():
+        raise RuntimeError(
+            f"collecting the reliability tests failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
+    return json.loads(out.read_text(encoding="utf-8"))
 
 
 def _run_info(session: pytest.Session) -> dict[str, Any]:
