@@ -1,6 +1,6 @@
 """Reliability of the Spark adapter: fuzzed rows, a task that fails once, 200,000 rows, worker memory.
 
-The fuzz runs in this process on local[2] (the session settings of tests/test_spark.py). The retry and
+The fuzz runs in this process on the session-wide local[2] `spark` fixture of tests/conftest.py. The retry and
 load checks need a JVM of their own: local[2,2] lets a failed task run again, and the load job must own
 its Python workers to measure them. One subprocess runs this file as a script for both
 (``python tests/test_reliability_spark.py load,retry MODEL OUT.json``) and writes its findings as JSON.
@@ -37,41 +37,13 @@ pytest_plugins = ["reliability_support"]
 pytestmark = pytest.mark.spark
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "pypi_summaries.jsonl"
+DATA = ROOT / "tests" / "data" / "pypi_summaries.jsonl"  # 1,000 rows
 LABELS = ["libraries", "games", "science", "networking", "web", "data", "security", "devtools"]
 MIB = 1 << 20
 LOAD_ROWS, SMALL_PARTITION = 200_000, 10_000
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-
-
-@pytest.fixture(scope="module")
-def spark():
-    """local[2] with tests/test_spark.py's settings; stopped at the end of the module if it started here."""
-    from pyspark.sql import SparkSession
-
-    existing = SparkSession.getActiveSession()
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("gliclass-pipelines-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "128")
-        .config("spark.python.worker.reuse", "true")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    if existing is None:
-        session.stop()
-
-
-@pytest.fixture(scope="module")
-def clf(tiny_checkpoint):
-    from gliclass_pipelines import Classifier
-
-    return Classifier.load(str(tiny_checkpoint), device="cpu")
 
 
 def plain(record: Any) -> list[tuple[str, float]] | None:
@@ -225,9 +197,9 @@ def test_fault_spark_task_retried(fresh_jvm, reliability):
 @pytest.mark.slow
 @case(
     LOAD,
-    "Spark job on local[2,2] (2 cores): 200,000 PyPI summaries (the 20,000 repeated) in 2 partitions of "
-    "100,000, 8 labels, tiny checkpoint (hidden 32, 2 layers), written to Parquet; Python worker peak RSS "
-    "(VmHWM, reset before each job) for a 10,000-row partition and for the 100,000-row ones",
+    "Spark job on local[2,2] (2 cores): 200,000 PyPI summaries (tests/data's 1,000 repeated) in 2 "
+    "partitions of 100,000, 8 labels, tiny checkpoint (hidden 32, 2 layers), written to Parquet; Python "
+    "worker peak RSS (VmHWM, reset before each job) for a 10,000-row partition and for the 100,000-row ones",
     "rows in = rows out, ids unique, nulls only for blank texts; worker memory growth for 100,000 rows "
     "<= 1.5 x that for 10,000 rows + 32 MiB",
 )

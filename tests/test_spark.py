@@ -39,24 +39,6 @@ def spark_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def spark():
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("gliclass-pipelines-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "128")
-        .config("spark.python.worker.reuse", "true")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
-
-
-@pytest.fixture(scope="session")
 def model(tiny_checkpoint) -> str:
     return str(tiny_checkpoint)
 
@@ -463,7 +445,7 @@ def _connect_main(model: str, out: str) -> None:
 
     from gliclass_pipelines.spark import gliclass_udf
 
-    data = ROOT.parent / "shared" / "data" / "debian_packages.jsonl"
+    data = ROOT / "tests" / "data" / "debian_packages.jsonl"
     with open(data, encoding="utf-8") as handle:
         debian = [json.loads(line) for _, line in zip(range(30), handle)]
     texts = [r["text"] for r in debian] + [None]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from gliclass_pipelines.cli.inputs import FORMATS, check_columns, detect_format, input_schema
 from gliclass_pipelines.cli.job import DEFAULT_RESULT_COLUMN, ENGINES, MODES, Job
+from gliclass_pipelines.cli.ownership import check_output_place
 from gliclass_pipelines.errors import ConfigError
 
 Command = Callable[[argparse.Namespace], int]
@@ -120,7 +122,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
     job = Job(
         input=source.resolve(),
         input_format=input_format,
-        output=Path(args.output).expanduser().resolve(),
+        output=check_output_place(Path(args.output), protected_places(source, args)),
         text_column=args.text_column,
         id_column=args.id_column,
         labels_column=args.labels_column,
@@ -140,11 +142,26 @@ def job_from_args(args: argparse.Namespace) -> Job:
         },
     )
     check_columns(job, input_schema(job.input, job.input_format))
-    if job.input == job.output or job.output in job.input.parents:
-        raise ConfigError(f"output {job.output} would replace the input {job.input}")
     if job.input in job.output.parents:
         raise ConfigError(f"output {job.output} is inside the input directory {job.input}")
     return job
+
+
+def protected_places(source: Path, args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """Folders an output must never be or hold: replacing it would take them along."""
+    from gliclass_pipelines.loading import ModelSource, remote_cache_root
+
+    places = [("the working folder", Path.cwd()), ("the input", source)]
+    with contextlib.suppress(RuntimeError, KeyError):  # no home folder known
+        places.append(("the home folder", Path.home()))
+    model = ModelSource.parse(args.model)
+    if model.kind == "local":
+        places.append(("the model", Path(model.location)))
+    elif model.kind == "remote":
+        places.append(("the model cache", remote_cache_root()))
+    if args.labels is not None and Path(args.labels).expanduser().is_file():
+        places.append(("the labels file", Path(args.labels).expanduser()))
+    return places
 
 
 def parse_labels(value: str) -> Any:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gliclass_pipelines.cli.output import commit, part_files, remove_stale_temporaries, temporary_path
+from gliclass_pipelines.cli.ownership import write_marker
 from gliclass_pipelines.cli.summary import Summary
 from gliclass_pipelines.errors import GLiClassPipelinesError
 
@@ -54,6 +55,8 @@ def run_job(job: Job) -> Summary:
     temp = temporary_path(job.output)
     started = time.perf_counter()
     try:
+        temp.mkdir(parents=True)
+        write_marker(temp)
         runner = importlib.import_module(f"gliclass_pipelines.cli.run_{job.engine}")
         summary = runner.run(job, temp)
         summary.seconds = time.perf_counter() - started

@@ -11,11 +11,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from gliclass_pipelines.cli.ownership import SUCCESS, check_replaceable, has_marker, remove_own_output
 from gliclass_pipelines.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-SUCCESS = "_SUCCESS"
 ROW_GROUP_ROWS = 65_536
 
 
@@ -34,6 +34,7 @@ def should_skip(output: Path, mode: str) -> bool:
         )
     if mode == "skip-existing" and (output / SUCCESS).is_file():
         return True
+    check_replaceable(output)
     if mode == "skip-existing":
         logger.warning("%s exists without %s (an incomplete run); replacing it", output, SUCCESS)
     return False
@@ -45,11 +46,13 @@ def temporary_path(output: Path) -> Path:
 
 
 def remove_stale_temporaries(output: Path) -> None:
-    """Remove temporary directories left by killed runs on this host (their process is gone)."""
+    """Remove temporary directories left by killed runs on this host (their process is gone, their
+    marker says this tool made them)."""
     host = socket.gethostname().replace("-", "_")
     for path in output.parent.glob(f"{output.name}.tmp-*"):
         owner, _, pid_tag = path.name[len(output.name) + len(".tmp-") :].rpartition("-")[0].rpartition("-")
-        if owner == host and pid_tag.isdigit() and not _alive(int(pid_tag)):
+        mine = owner == host and pid_tag.isdigit() and not path.is_symlink() and has_marker(path)
+        if mine and not _alive(int(pid_tag)):
             logger.warning("removing %s, left by a killed run", path)
             shutil.rmtree(path, ignore_errors=True)
 
@@ -76,10 +79,12 @@ def commit(temp: Path, output: Path, mode: str, success: str) -> None:
     if output.exists() or output.is_symlink():
         if mode == "error":
             raise OutputExistsError(f"output {output} appeared while this job ran; nothing was replaced")
+        check_replaceable(output)  # again: it may have changed while the job ran
         old = output.parent / f"{output.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         os.rename(output, old)
         os.rename(temp, output)
-        _remove(old)
+        if not remove_own_output(old):
+            logger.warning("kept %s: files appeared in the previous output while this job ran", old)
     else:
         os.rename(temp, output)
     _fsync(output.parent)
@@ -91,13 +96,6 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def part_files(directory: Path) -> list[Path]:

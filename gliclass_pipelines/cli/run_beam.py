@@ -32,7 +32,6 @@ def run(job: Any, temp: Path) -> Summary:
     out_schema = schema.append(pa.field(job.result_column, arrow_type(job.result_type)))
     flags = [f"--runner={runner}"] + [f"--{k}={v}" for k, v in job.engine_options["beam_options"].items()]
     shape = _BeamRow(schema.names, job.result_column, job.result_type)
-    temp.mkdir(parents=True)
     pipeline = beam.Pipeline(options=PipelineOptions(flags))
     files = pipeline | "Files" >> beam.Create([str(f) for f in input_files(job.input, job.input_format)])
     if job.input_format == "jsonl":

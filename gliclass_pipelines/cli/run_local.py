@@ -28,7 +28,6 @@ def run(job: Any, temp: Path) -> Summary:
         schema = pa.schema([pa.field(job.text_column, pa.string())])
     result_field = pa.field(job.result_column, arrow_type(job.result_type))
     total = count_rows(job) if job.progress != "none" else None
-    temp.mkdir(parents=True)
     with (
         PartWriter(temp, schema.append(result_field), job.rows_per_file) as writer,
         Progress(total, job.progress, job.log_every) as progress,

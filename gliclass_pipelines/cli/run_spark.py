@@ -28,7 +28,7 @@ def run(job: Any, temp: Path) -> Summary:
         out = classify_dataframe_for(job, df, labels_col)
         if labels_col != job.labels_column and labels_col is not None:
             out = out.drop(labels_col)
-        out.write.parquet(str(temp))
+        out.write.mode("append").parquet(str(temp))  # temp holds our marker
     except Exception as exc:
         if isinstance(exc, GLiClassPipelinesError):
             raise
