@@ -352,22 +352,6 @@ def test_make_test_model_writes_a_loadable_checkpoint(tmp_path, capsys):
 # Spark and Beam engines
 
 
-@pytest.fixture(scope="module")
-def spark():
-    pytest.importorskip("pyspark")
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (
-        SparkSession.builder.master("local[2]")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .getOrCreate()
-    )
-    yield session
-    session.stop()
-
-
 @pytest.mark.spark
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl", "csv"])
 def test_spark_engine(fmt, spark, inputs, rows, expected, tiny_checkpoint, tmp_path, capsys):

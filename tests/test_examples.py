@@ -127,18 +127,7 @@ def test_beam_streaming_example(tiny_checkpoint):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Spark: in one shared session here; as scripts (each its own JVM) in the slow test
-
-
-@pytest.fixture(scope="module")
-def spark():
-    pytest.importorskip("pyspark")
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
-    yield session
-    session.stop()
+# Spark: in the session-wide `spark` fixture (tests/conftest.py); as scripts (their own JVM) in the slow test
 
 
 def load_example(name: str, model: Path, monkeypatch) -> dict:
