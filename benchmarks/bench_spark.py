@@ -94,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     df.count()
     column = gliclass_udf("text", model=model, labels=labels)
     probe = spark.range(0, 2, 1, 2).select(F.lit(texts[0]).alias("text"))
-    probe = probe.select(gliclass_udf("text", model=model, labels=labels, _debug=True).alias("d"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from spark_probe import probe_column  # test-only probe: which worker, how many model loads
+
+    probe = probe.select(probe_column("text", model=model, labels=labels).alias("d"))
 
     def workers() -> dict[int, int]:
         """Python worker pid -> models it loaded. Spark stops workers idle for a minute (a fixed

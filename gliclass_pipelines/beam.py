@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
+import numbers
 import os
 import tempfile
 from collections import Counter
@@ -25,9 +27,11 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 from apache_beam.utils import shared
 
+from gliclass_pipelines.checks import check_positive_int
 from gliclass_pipelines.config import ClassifyConfig
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
 from gliclass_pipelines.loading import load_count
+from gliclass_pipelines.redaction import redact, shorten
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +51,18 @@ CHARS_PER_TOKEN = 4
 DEFAULT_BATCH_TOKENS = 65536
 LOAD_LOG_ENV = "GLICLASS_PIPELINES_LOAD_LOG"
 _NULL_REASONS = (None, "null text", "blank text")
-_CONFIG_FIELDS = (
-    "threshold",
-    "multi_label",
-    "output",
-    "device",
-    "dtype",
-    "long_text",
-    "batch_tokens",
-    "max_length",
-    "num_threads",
-    "options",
+BEAM_ARGS = (
+    "text_field",
+    "labels_field",
+    "min_batch_tokens",
+    "max_batch_tokens",
+    "min_batch_size",
+    "max_batch_size",
+    "max_batch_duration_secs",
+    "bucket_boundaries",
+    "large_model",
+    "model_copies",
+    "env_vars",
 )
 _SUPPORTS_LENGTH_BUCKETS = "batch_length_fn" in inspect.signature(ModelHandler.__init__).parameters
 
@@ -251,25 +256,32 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
             ``model_copies`` handles. With ``device="auto"`` on a machine with several GPUs, the copies go
             round robin over the GPUs, so ``model_copies=<number of GPUs>`` gives one model per GPU.
         env_vars: environment variables set on the worker before the model loads.
-        options: more Classifier.run options (``prompt``, ``examples``, ``chunk_overlap``...).
+        options (or by name): more Classifier.run options (``prompt``, ``examples``, ``chunk_overlap``...).
 
-    ``GLiClassModelHandler.from_config(config, **beam_options)`` takes an existing ClassifyConfig.
+    The settings build a ClassifyConfig (``ClassifyConfig.from_settings``); an unknown keyword is a
+    ConfigError. ``GLiClassModelHandler.from_config(config, **beam_args)`` takes an existing one.
     """
 
-    def __init__(
+    def __init__(self, model: str | os.PathLike[str], labels: Any = None, **kwargs: Any) -> None:
+        beam_args = {name: kwargs.pop(name) for name in list(kwargs) if name in BEAM_ARGS}
+        config = ClassifyConfig.from_settings(model, labels, per_row_labels=labels is None, **kwargs)
+        self._setup(config, **beam_args)
+
+    @classmethod
+    def from_config(cls, config: ClassifyConfig, **beam_args: Any) -> GLiClassModelHandler:
+        """A handler for a ClassifyConfig; beam_args are the Beam-side arguments (fields, batching,
+        sharing: :data:`BEAM_ARGS`)."""
+        unknown = sorted(set(beam_args) - set(BEAM_ARGS))
+        if unknown:
+            raise ConfigError(f"unknown Beam argument(s) {', '.join(unknown)}; known: {', '.join(BEAM_ARGS)}")
+        handler = cls.__new__(cls)
+        handler._setup(config, **beam_args)
+        return handler
+
+    def _setup(
         self,
-        model: str | os.PathLike[str],
-        labels: Any = None,
+        config: ClassifyConfig,
         *,
-        threshold: float = 0.5,
-        multi_label: bool = True,
-        output: str = "labels",
-        device: str = "auto",
-        dtype: str = "auto",
-        long_text: str = "truncate",
-        batch_tokens: int | None = None,
-        max_length: int | None = None,
-        num_threads: int | None = None,
         text_field: str = "text",
         labels_field: str | None = "labels",
         min_batch_tokens: int | None = None,
@@ -281,26 +293,13 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
         large_model: bool = False,
         model_copies: int | None = None,
         env_vars: dict[str, str] | None = None,
-        options: dict[str, Any] | None = None,
     ) -> None:
-        if labels is None and labels_field is None:
+        _check_field(text_field, "text_field", optional=False)
+        _check_field(labels_field, "labels_field", optional=True)
+        if config.labels is None and labels_field is None:
             raise ConfigError("give labels, or a labels_field that holds each element's labels")
-        config = ClassifyConfig(
-            model=os.fspath(model),
-            labels=labels,
-            per_row_labels=labels is None,
-            threshold=threshold,
-            multi_label=multi_label,
-            output=output,
-            device=device,
-            dtype=dtype,
-            long_text=long_text,
-            batch_tokens=batch_tokens,
-            max_length=max_length,
-            num_threads=num_threads,
-            options=dict(options or {}),
-        )
         self.config = config
+        self.model_id = redact(config.model)  # what PredictionResult.model_id, logs and metrics show
         self.text_field, self.labels_field = text_field, labels_field
         self._isolate = False
         batching = batching_kwargs(
@@ -312,16 +311,10 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
             max_batch_duration_secs=max_batch_duration_secs,
             bucket_boundaries=bucket_boundaries,
         )
-        _check_positive(model_copies=model_copies)
+        check_positive_int(model_copies, "model_copies")
         super().__init__(
             large_model=large_model, model_copies=model_copies, env_vars=env_vars or {}, **batching
         )
-
-    @classmethod
-    def from_config(cls, config: ClassifyConfig, **kwargs: Any) -> GLiClassModelHandler:
-        """A handler for a ClassifyConfig; kwargs are the Beam-side arguments (fields, batching, sharing)."""
-        fields = {name: getattr(config, name) for name in _CONFIG_FIELDS}
-        return cls(config.model, config.labels, **fields, **kwargs)
 
     def token_weight(self) -> TokenWeight:
         shared_labels = self.config.labels.labels if self.config.labels is not None else ()
@@ -348,7 +341,7 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
         done = classify_batch(self.config, list(texts), list(labels), model)
         _count_batch(done)
         _count_rows(len(batch), sum(r not in _NULL_REASONS for r in done.reasons))
-        return [PredictionResult(e, r, self.config.model) for e, r in zip(batch, done.records)]
+        return [PredictionResult(e, r, self.model_id) for e, r in zip(batch, done.records)]
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
         total = 0
@@ -373,7 +366,8 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
     def __repr__(self) -> str:
         labels = len(self.config.labels) if self.config.labels is not None else "per-element"
         config = self.config
-        return f"GLiClassModelHandler(model={config.model!r}, labels={labels}, device={config.device!r})"
+        model = redact(config.model)
+        return f"GLiClassModelHandler(model={model!r}, labels={labels}, device={config.device!r})"
 
     # -- helpers ----------------------------------------------------------------------------------------
 
@@ -399,7 +393,7 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
         for i, inference in zip(good, self._classify_isolated(texts, labels, model)):
             inferences[i] = inference
         _count_rows(len(batch), sum(isinstance(x, Failed) for x in inferences))
-        return [PredictionResult(e, x, self.config.model) for e, x in zip(batch, inferences)]
+        return [PredictionResult(e, x, self.model_id) for e, x in zip(batch, inferences)]
 
     def _classify_isolated(self, texts: list[Any], labels: list[Any], model: Any) -> list[Any]:
         if not texts:
@@ -455,8 +449,7 @@ def batching_kwargs(
         _check_order("min_batch_size", min_batch_size or 1, "max_batch_size", max_batch_size)
         if max_batch_duration_secs is None:
             return counts
-        if max_batch_duration_secs <= 0:
-            raise ConfigError(f"max_batch_duration_secs must be positive, got {max_batch_duration_secs!r}")
+        _check_duration(max_batch_duration_secs)
         counts["max_batch_duration_secs"] = max_batch_duration_secs
         if _SUPPORTS_LENGTH_BUCKETS:
             counts.update(batch_length_fn=weight, batch_bucket_boundaries=bucket_boundaries)
@@ -472,8 +465,26 @@ def batching_kwargs(
 
 def _check_positive(**values: Any) -> None:
     for name, value in values.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_int(value, name)
+
+
+def _check_duration(value: Any) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(
+            f"max_batch_duration_secs must be a positive number of seconds, got {shorten(repr(value))}"
+        )
+
+
+def _check_field(value: Any, name: str, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name} must be a field name (a non-empty string), got {shorten(repr(value))}")
 
 
 def _check_order(low_name: str, low: int, high_name: str, high: int | None) -> None:
@@ -524,8 +535,18 @@ class GLiClassDoFn(beam.DoFn):
     every instance of this DoFn in a worker process shares one model. Takes the handler's arguments.
     """
 
-    def __init__(self, model: str | os.PathLike[str], labels: Any = None, **options: Any) -> None:
-        self.handler = GLiClassModelHandler(model, labels, **options)
+    def __init__(self, model: str | os.PathLike[str], labels: Any = None, **kwargs: Any) -> None:
+        self._use(GLiClassModelHandler(model, labels, **kwargs))
+
+    @classmethod
+    def from_config(cls, config: ClassifyConfig, **beam_args: Any) -> GLiClassDoFn:
+        dofn = cls.__new__(cls)
+        dofn._use(GLiClassModelHandler.from_config(config, **beam_args))
+        return dofn
+
+    def _use(self, handler: GLiClassModelHandler) -> None:
+        beam.DoFn.__init__(self)
+        self.handler = handler
         self._shared = shared.Shared()
         self._holder: _Loaded | None = None
 
@@ -584,9 +605,17 @@ class ClassifyText(beam.PTransform):
     "stage"}``; the other elements of the same batch still succeed. Takes the handler's arguments.
     """
 
-    def __init__(self, model: str | os.PathLike[str], labels: Any = None, **options: Any) -> None:
+    def __init__(self, model: str | os.PathLike[str], labels: Any = None, **kwargs: Any) -> None:
         super().__init__()
-        self.handler = GLiClassModelHandler(model, labels, **options).isolating()
+        self.handler = GLiClassModelHandler(model, labels, **kwargs).isolating()
+
+    @classmethod
+    def from_config(cls, config: ClassifyConfig, **beam_args: Any) -> ClassifyText:
+        """ClassifyText for a ClassifyConfig; beam_args as in GLiClassModelHandler.from_config."""
+        transform = cls.__new__(cls)
+        beam.PTransform.__init__(transform)
+        transform.handler = GLiClassModelHandler.from_config(config, **beam_args).isolating()
+        return transform
 
     def expand(self, pcoll: beam.PCollection) -> Classified:
         handler = self.handler

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import numbers
+import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from gliclass_pipelines.checks import check_positive_int, check_threshold
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.loading import ModelSource, check_device, check_dtype
 from gliclass_pipelines.results import check_output, needs_all_labels, shape
@@ -47,21 +49,41 @@ class ClassifyConfig:
             raise ConfigError("give labels (a list, a hierarchy or a Taxonomy) or a per-row labels column")
         if self.labels is not None:
             object.__setattr__(self, "labels", Taxonomy.coerce(self.labels))
-        threshold = self.threshold
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-            raise ConfigError(f"threshold must be a number in [0, 1], got {threshold!r}")
+        check_threshold(self.threshold)
         check_output(self.output)
         object.__setattr__(self, "device", check_device(self.device))
         object.__setattr__(self, "dtype", check_dtype(self.dtype))
         if self.long_text not in LONG_TEXT_POLICIES:
             raise ConfigError(f"long_text must be one of {LONG_TEXT_POLICIES}, got {self.long_text!r}")
         for name in ("batch_tokens", "max_length", "num_threads"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(getattr(self, name), name)
         if not isinstance(self.multi_label, bool):
             raise ConfigError(f"multi_label must be True or False, got {self.multi_label!r}")
         _check_options(self.options)
+
+    @classmethod
+    def from_settings(
+        cls, model: str | os.PathLike[str], labels: Any = None, *, options: Any = None, **settings: Any
+    ) -> ClassifyConfig:
+        """The config for keyword settings: every field by name, and Classifier.run options by name
+        (or in ``options``). Every keyword facade (Spark, Beam, the CLI) builds its config here.
+
+        Raises ConfigError naming any keyword that is neither a setting nor an option.
+        """
+        merged = dict(options) if isinstance(options, Mapping) else options
+        known = {f.name for f in fields(cls)} - {"model", "labels", "options"}
+        unknown = sorted(k for k in settings if k not in known and k not in RUN_OPTIONS)
+        if unknown:
+            raise ConfigError(
+                f"unknown setting(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known | set(RUN_OPTIONS)))}"
+            )
+        if merged is None:
+            merged = {}
+        if isinstance(merged, dict):
+            merged.update({k: settings.pop(k) for k in list(settings) if k in RUN_OPTIONS})
+        model = os.fspath(model) if isinstance(model, os.PathLike) else model
+        return cls(model=model, labels=labels, options=merged, **settings)
 
     def with_(self, **changes: Any) -> ClassifyConfig:
         return replace(self, **changes)

@@ -18,7 +18,6 @@ Batches: Spark hands the UDF Arrow batches of ``spark.sql.execution.arrow.maxRec
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,13 +34,7 @@ from gliclass_pipelines.results import SPARK_DDL
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEBUG_DDL", "build_config", "classify_dataframe", "gliclass_udf", "udf_column"]
-
-# Test-only output: where and how each row was classified.
-DEBUG_DDL = (
-    "struct<pid:int,partition:int,gpu:string,requested_device:string,device:string,"
-    "threads:int,load_count:int>"
-)
+__all__ = ["classify_dataframe", "gliclass_udf", "gliclass_udf_from_config"]
 
 _warned_gpus: set[str] = set()
 
@@ -52,59 +45,24 @@ def gliclass_udf(
     model: str,
     labels: Any = None,
     labels_col: str | Column | None = None,
-    threshold: float = 0.5,
-    multi_label: bool = True,
-    output: str = "labels",
-    device: str = "auto",
-    dtype: str = "auto",
-    long_text: str = "truncate",
-    batch_tokens: int | None = None,
-    max_length: int | None = None,
-    num_threads: int | None = None,
-    _debug: bool = False,
-    **options: Any,
+    **settings: Any,
 ) -> Column:
     """A Column classifying `text_col` against `labels` (shared) or the array<string> `labels_col`.
 
+    ``settings`` are :class:`~gliclass_pipelines.config.ClassifyConfig`'s (threshold, multi_label,
+    output, device, dtype, long_text, batch_tokens, max_length, num_threads) and Classifier.run options.
     output="labels" gives ``array<struct<label,score>>`` (the labels over threshold, best first),
     "top" ``struct<label,score>`` and "scores" ``map<string,float>``. A null text gives null.
-    Raises ConfigError at once, on the driver, for a bad model string, taxonomy or option.
+    Raises ConfigError at once, on the driver, for a bad model string, taxonomy or setting.
     """
-    config = build_config(
-        model=model,
-        labels=labels,
-        labels_col=labels_col,
-        threshold=threshold,
-        multi_label=multi_label,
-        output=output,
-        device=device,
-        dtype=dtype,
-        long_text=long_text,
-        batch_tokens=batch_tokens,
-        max_length=max_length,
-        num_threads=num_threads,
-        **options,
-    )
-    return udf_column(config, text_col, labels_col, debug=_debug)
+    config = _config(model, labels, labels_col, settings)
+    return gliclass_udf_from_config(config, text_col, labels_col)
 
 
-def build_config(*, labels_col: Any = None, **settings: Any) -> ClassifyConfig:
-    """The validated job description; keyword arguments as in :func:`gliclass_udf`."""
-    if labels_col is not None and settings.get("labels") is not None:
-        raise ConfigError("give either labels (one taxonomy for every row) or labels_col (per row), not both")
-    fields = set(ClassifyConfig.__dataclass_fields__) - {"options", "per_row_labels"}
-    options = {k: settings.pop(k) for k in list(settings) if k not in fields}  # ClassifyConfig checks them
-    return ClassifyConfig(per_row_labels=labels_col is not None, options=options, **settings)
-
-
-def udf_column(
-    config: ClassifyConfig,
-    text_col: str | Column,
-    labels_col: str | Column | None = None,
-    *,
-    debug: bool = False,
+def gliclass_udf_from_config(
+    config: ClassifyConfig, text_col: str | Column, labels_col: str | Column | None = None
 ) -> Column:
-    """Apply the pandas UDF for `config` to the given columns."""
+    """The Column for an existing ClassifyConfig (per-row labels come from `labels_col`)."""
     if config.per_row_labels != (labels_col is not None):
         raise ConfigError(
             "a per-row labels config needs labels_col, and a shared-labels config must not get one"
@@ -112,8 +70,8 @@ def udf_column(
     columns = [_column(text_col, "text_col")]
     if labels_col is not None:
         columns.append(_column(labels_col, "labels_col"))
-    result = _pandas_udf(config, debug)(*columns)
-    if config.output == "top" and not debug:
+    result = _pandas_udf(config)(*columns)
+    if config.output == "top":
         result = F.get(result, 0)  # the UDF returns [top] or null: a null struct needs an array around it
     return result.alias("gliclass")
 
@@ -121,16 +79,28 @@ def udf_column(
 def classify_dataframe(
     df: DataFrame,
     text_col: str,
+    config: ClassifyConfig | None = None,
     *,
     output_col: str = "gliclass",
     labels_col: str | None = None,
-    **kwargs: Any,
+    **settings: Any,
 ) -> DataFrame:
-    """`df` with a column `output_col` of results; other keyword arguments as in :func:`gliclass_udf`."""
+    """`df` with a column `output_col` of results, for `config` or the keyword settings of
+    :func:`gliclass_udf` (``model=``, ``labels=``...), not both."""
     _check_column_type(df, text_col, StringType(), "text_col")
     if labels_col is not None:
         _check_column_type(df, labels_col, ArrayType(StringType()), "labels_col")
-    return df.withColumn(output_col, gliclass_udf(text_col, labels_col=labels_col, **kwargs))
+    if config is None:
+        config = _config(settings.pop("model", None), settings.pop("labels", None), labels_col, settings)
+    elif settings:
+        raise ConfigError(f"give a config or settings, not both (got {', '.join(sorted(settings))})")
+    return df.withColumn(output_col, gliclass_udf_from_config(config, text_col, labels_col))
+
+
+def _config(model: Any, labels: Any, labels_col: Any, settings: dict[str, Any]) -> ClassifyConfig:
+    if labels_col is not None and labels is not None:
+        raise ConfigError("give either labels (one taxonomy for every row) or labels_col (per row), not both")
+    return ClassifyConfig.from_settings(model, labels, per_row_labels=labels_col is not None, **settings)
 
 
 def _column(col: Any, name: str) -> Column:
@@ -151,22 +121,19 @@ def _check_column_type(df: DataFrame, name: Any, expected: Any, what: str) -> No
         raise ConfigError(f"{what} {name!r} must be {expected.simpleString()}, got {actual.simpleString()}")
 
 
-def _pandas_udf(config: ClassifyConfig, debug: bool) -> Any:
-    """The pandas UDF. Its closure holds only `config` and `debug`: both small and picklable."""
-    if debug:
-        ddl = DEBUG_DDL
-    else:
-        ddl = SPARK_DDL["labels"] if config.output == "top" else SPARK_DDL[config.output]
+def _pandas_udf(config: ClassifyConfig) -> Any:
+    """The pandas UDF. Its closure holds only `config`: small and picklable."""
+    ddl = SPARK_DDL["labels"] if config.output == "top" else SPARK_DDL[config.output]
 
     if config.per_row_labels:
 
         def gliclass(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
-            yield from classify_batches(config, batches, debug)
+            yield from classify_batches(config, batches)
 
     else:
 
         def gliclass(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
-            yield from classify_batches(config, ((texts, None) for texts in batches), debug)
+            yield from classify_batches(config, ((texts, None) for texts in batches))
 
     return F.pandas_udf(gliclass, ddl)
 
@@ -216,33 +183,45 @@ def engine_device(gpu: str | None) -> str | None:
     return None
 
 
-def classify_batches(
-    config: ClassifyConfig, batches: Iterator[tuple[pd.Series, pd.Series | None]], debug: bool = False
-) -> Iterator[Any]:
-    """Classify each Arrow batch of one task; yield a Series (or a DataFrame for the debug struct)."""
+@dataclass(frozen=True)
+class TaskModel:
+    """What one task classifies with: its config (threads set), its device and the loaded model."""
+
+    config: ClassifyConfig
+    task: TaskResources
+    device: str | None
+    classifier: Any
+
+
+def task_model(config: ClassifyConfig) -> TaskModel:
+    """Resolve the task's device and threads and take the model from the registry: once per task."""
     task = TaskResources.current()
     device = engine_device(task.gpu)
     if config.num_threads is None and task.cpus:
         config = config.with_(num_threads=task.cpus)
+    return TaskModel(config, task, device, config.classifier(device))
+
+
+def classify_batches(
+    config: ClassifyConfig, batches: Iterator[tuple[pd.Series, pd.Series | None]]
+) -> Iterator[Any]:
+    """Classify each Arrow batch of one task into a Series of records, in the batch's row order."""
+    found = task_model(config)
     totals: dict[str, int] = {"rows": 0, "null_inputs": 0, "failed": 0}
     for texts, row_labels in batches:
         labels = None if row_labels is None else row_labels.tolist()
-        records, out = config.classify(texts.tolist(), labels, engine_device=device)
+        records, out = found.config.classify(texts.tolist(), labels, classifier=found.classifier)
         for name in totals:
             totals[name] += out.stats.get(name, 0)
-        yield _debug_frame(config, task, device, len(records)) if debug else _series(records, config.output)
-    if totals["failed"]:
-        logger.warning(
-            "partition %s: %d of %d rows gave null results (see the warnings above)",
-            task.partition,
-            totals["failed"],
-            totals["rows"],
-        )
+        yield _series(records, config.output)
+    if found is None:
+        return
     logger.info(
-        "partition %s: classified %d rows (%d null texts)",
-        task.partition,
+        "partition %s: classified %d rows (%d null inputs, %d failed)",
+        found.task.partition,
         totals["rows"],
         totals["null_inputs"],
+        totals["failed"],
     )
 
 
@@ -250,18 +229,3 @@ def _series(records: list[Any], output: str) -> pd.Series:
     if output == "top":
         records = [None if r is None else [r] for r in records]
     return pd.Series(records, dtype=object)
-
-
-def _debug_frame(config: ClassifyConfig, task: TaskResources, device: str | None, rows: int) -> pd.DataFrame:
-    from gliclass_pipelines.loading import load_count
-
-    row = {
-        "pid": os.getpid(),
-        "partition": task.partition,
-        "gpu": task.gpu,
-        "requested_device": task.requested_device,
-        "device": str(config.classifier(device).device),
-        "threads": config.num_threads,
-        "load_count": load_count(),
-    }
-    return pd.DataFrame([row] * rows, columns=list(row))

@@ -45,9 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build(args: argparse.Namespace) -> Any:
     """The validated ClassifyConfig; raises ConfigError before any Spark work."""
     from gliclass_pipelines import Taxonomy
-    from gliclass_pipelines.spark import build_config
+    from gliclass_pipelines.config import ClassifyConfig
 
-    return build_config(
+    return ClassifyConfig(
         model=args.model,
         labels=Taxonomy.from_file(args.taxonomy),
         threshold=args.threshold,
@@ -89,12 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
-    from gliclass_pipelines.spark import udf_column
+    from gliclass_pipelines.spark import gliclass_udf_from_config
 
     spark = SparkSession.builder.appName("gliclass-classify").getOrCreate()
     try:
         df = read_input(spark, args)
-        result = df.select(F.col(args.id_col), udf_column(config, args.text_col).alias(args.output_col))
+        column = gliclass_udf_from_config(config, args.text_col)
+        result = df.select(F.col(args.id_col), column.alias(args.output_col))
         result.write.mode(args.mode).parquet(args.output)
         written = spark.read.parquet(args.output)
         rows = written.count()

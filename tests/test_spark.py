@@ -136,12 +136,12 @@ def test_udf_closure_holds_only_the_config(spark, model):
     from pyspark import cloudpickle
 
     from gliclass_pipelines.config import ClassifyConfig
-    from gliclass_pipelines.spark import _pandas_udf, build_config
+    from gliclass_pipelines.spark import _pandas_udf
 
-    config = build_config(model=model, labels=LABELS)
-    function = _pandas_udf(config, False).func
+    config = ClassifyConfig.from_settings(model, LABELS)
+    function = _pandas_udf(config).func
     cells = [c.cell_contents for c in function.__closure__]
-    assert {type(c) for c in cells} <= {ClassifyConfig, bool}
+    assert {type(c) for c in cells} == {ClassifyConfig}
     payload = cloudpickle.dumps(function)
     assert len(payload) < 20_000
     assert pickle.loads(payload).__closure__[0].cell_contents == config
@@ -270,11 +270,11 @@ def test_ten_thousand_rows_in_16_partitions(spark, model, classifier, debian_tex
 
 
 def test_each_python_worker_loads_the_model_once(spark, checkpoint_factory, debian_texts):
-    from gliclass_pipelines.spark import gliclass_udf
+    from spark_probe import probe_column
 
     fresh = str(checkpoint_factory(seed=11))  # a model no other test loaded in these workers
     df = text_frame(spark, [(i, debian_texts[i % 50]) for i in range(320)], partitions=16)
-    debug = df.select(gliclass_udf("text", model=fresh, labels=LABELS, _debug=True).alias("d"))
+    debug = df.select(probe_column("text", model=fresh, labels=LABELS).alias("d"))
     seen = [row.d for _ in range(2) for row in debug.collect()]
     assert len(seen) == 640
     counts: dict[int, set[int]] = {}
@@ -414,8 +414,7 @@ def test_spark_connect_smoke(model, classifier, debian_texts, tmp_path):
 
 def _cluster_main(model: str, out: str) -> None:
     from pyspark.sql import SparkSession
-
-    from gliclass_pipelines.spark import gliclass_udf
+    from spark_probe import probe_column
 
     script = str(ROOT / "spark" / "get_gpus_resources.sh")
     spark = (
@@ -432,7 +431,7 @@ def _cluster_main(model: str, out: str) -> None:
     )
     try:
         df = spark.createDataFrame([(i, f"text number {i}") for i in range(64)], "id long, text string")
-        column = gliclass_udf("text", model=model, labels=LABELS, _debug=True)
+        column = probe_column("text", model=model, labels=LABELS)
         rows = df.repartition(8).select(column.alias("d")).collect()
         Path(out).write_text(json.dumps([row.d.asDict() for row in rows]))
     finally:
