@@ -1,0 +1,136 @@
+"""Per-label thresholds from a labelled sample: best F1 (or a target precision), a global fallback."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gliclass_pipelines.checks import check_positive_int, check_threshold
+from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.taxonomy import Taxonomy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Fitted thresholds, which labels fell back to the global one, and the global threshold itself."""
+
+    thresholds: dict[str, float]
+    global_threshold: float
+    fallback: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "thresholds": self.thresholds,
+            "global_threshold": self.global_threshold,
+            "fallback": list(self.fallback),
+        }
+
+
+def _cuts(scores: np.ndarray, gold: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each distinct score cut (descending): the threshold, tp, fp, and the next lower score."""
+    order = np.argsort(-scores, kind="stable")
+    s, g = scores[order], gold[order]
+    tp, fp = np.cumsum(g), np.cumsum(~g)
+    last = np.r_[s[1:] != s[:-1], True]  # the last row of each run of equal scores
+    below = np.r_[s[1:], -np.inf][last]
+    return s[last], tp[last], fp[last], below
+
+
+def _midpoint(at: float, below: float) -> float:
+    """A threshold between the cut score and the next lower one (the cut itself when nothing is below)."""
+    return float(at if not np.isfinite(below) else (at + below) / 2)
+
+
+def best_threshold(
+    scores: np.ndarray, gold: np.ndarray, *, target_precision: float | None = None
+) -> tuple[float, float] | None:
+    """(threshold, F1 or precision) maximising F1, or the lowest threshold reaching ``target_precision``.
+
+    None when no threshold works (no positives, or the target precision is never reached).
+    """
+    scores, gold = np.asarray(scores, dtype=np.float64).ravel(), np.asarray(gold, dtype=bool).ravel()
+    positives = int(gold.sum())
+    if positives == 0:
+        return None
+    at, tp, fp, below = _cuts(scores, gold)
+    precision = tp / (tp + fp)
+    if target_precision is not None:
+        ok = np.flatnonzero(precision >= target_precision)
+        if not len(ok):
+            return None
+        i = ok[-1]
+        return _midpoint(at[i], below[i]), float(precision[i])
+    f1 = 2 * tp / (tp + fp + positives)
+    i = int(np.argmax(f1))
+    return _midpoint(at[i], below[i]), float(f1[i])
+
+
+def calibrate(
+    scores: np.ndarray,
+    gold: np.ndarray,
+    labels: Sequence[str],
+    *,
+    min_support: int = 5,
+    target_precision: float | None = None,
+    default: float = 0.5,
+) -> Calibration:
+    """Per-label thresholds from scores (rows x labels) and gold (rows x labels booleans).
+
+    A label with fewer than ``min_support`` gold rows, or whose target precision is out of reach, gets
+    the global threshold: the one that maximises micro-F1 over all labels pooled (``default`` when
+    there are no gold labels at all).
+    """
+    scores, gold = np.asarray(scores, dtype=np.float64), np.asarray(gold, dtype=bool)
+    if scores.shape != gold.shape or scores.ndim != 2 or scores.shape[1] != len(labels):
+        raise ConfigError(
+            f"scores {scores.shape} and gold {gold.shape} must both be rows x {len(labels)} labels"
+        )
+    check_positive_int(min_support, "min_support", optional=False)
+    if target_precision is not None:
+        check_threshold(target_precision, "target_precision")
+    pooled = best_threshold(scores, gold)
+    global_threshold = round(pooled[0], 4) if pooled else check_threshold(default, "default")
+    thresholds, fallback = {}, []
+    for j, label in enumerate(labels):
+        found = None
+        if gold[:, j].sum() >= min_support:
+            found = best_threshold(scores[:, j], gold[:, j], target_precision=target_precision)
+        if found is None:
+            fallback.append(label)
+        thresholds[label] = round(found[0], 4) if found else global_threshold
+    logger.info(
+        "calibrated %d labels, %d on the global threshold %.4f", len(labels), len(fallback), global_threshold
+    )
+    return Calibration(thresholds, global_threshold, tuple(fallback))
+
+
+def with_thresholds(taxonomy: Taxonomy, thresholds: dict[str, float]) -> Taxonomy:
+    """The taxonomy with these per-label thresholds (replacing any it had)."""
+    data = taxonomy.to_dict()
+    data["thresholds"] = {label: float(thresholds[label]) for label in taxonomy.labels if label in thresholds}
+    return Taxonomy.from_dict(data)
+
+
+def write_taxonomy(taxonomy: Taxonomy, path: str | os.PathLike[str]) -> None:
+    """Write the taxonomy as YAML (labels, thresholds, prompt, ...), atomically: the file appears whole."""
+    import yaml
+
+    target = os.fspath(path)
+    text = yaml.safe_dump(taxonomy.to_dict(), sort_keys=False, allow_unicode=True)
+    folder = os.path.dirname(os.path.abspath(target))
+    fd, tmp = tempfile.mkstemp(prefix=".taxonomy-", suffix=".yaml.tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
