@@ -1,0 +1,140 @@
+"""precision="int8": the encoder quantized by ONNX Runtime, on tiny checkpoints through the real loader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from gliclass_pipelines.errors import ConfigError, ModelLoadError  # noqa: E402
+from gliclass_pipelines.quantize import check_precision, precision_device, quantize  # noqa: E402
+
+TEXTS = [
+    "A library for parsing XML files quickly.",
+    "A puzzle game with many levels and a level editor for children and adults alike.",
+    "Tools for astronomy",
+    None,
+    "Plot charts from the command line; supports many output formats and colour schemes.",
+    "ok",
+]
+LABELS = ["libs", "games", "science", "python", "graphics"]
+
+
+def fresh_classifier(path, *, int8: bool):
+    """A Classifier on its own float32 copy of the checkpoint, quantized when asked."""
+    from gliclass_pipelines.engine import Classifier
+    from gliclass_pipelines.loading import load_checkpoint
+
+    model, tokenizer, label_tokenizer = load_checkpoint(path, str(path))
+    model.eval()
+    if int8:
+        quantize(model, threads=1)
+    return Classifier(
+        model, tokenizer, source=str(path), device="cpu", dtype="float32", label_tokenizer=label_tokenizer
+    )
+
+
+def score_table(clf, texts, labels=LABELS) -> np.ndarray:
+    results = clf.run(texts, labels, return_all=True).results
+    table = np.full((len(texts), len(labels)), np.nan)
+    for i, row in enumerate(results):
+        for item in row or []:
+            table[i, labels.index(item["label"])] = item["score"]
+    return table
+
+
+@pytest.fixture(scope="module", params=["modernbert", "deberta-v2"])
+def pair(request, checkpoint_factory):
+    path = checkpoint_factory(backbone=request.param)
+    return fresh_classifier(path, int8=False), fresh_classifier(path, int8=True)
+
+
+def test_int8_classifies_close_to_float32(pair):
+    float32, int8 = pair
+    want, got = score_table(float32, TEXTS), score_table(int8, TEXTS)
+    assert np.array_equal(np.isnan(want), np.isnan(got))  # the null text stays null, nothing else is lost
+    assert np.isnan(got[3]).all() and not np.isnan(np.delete(got, 3, axis=0)).any()
+    diff = np.abs(np.nan_to_num(want - got))
+    assert 0 < diff.max() < 0.15  # really quantized, and close
+    assert type(int8.inner.encoder_model).__name__ == "Int8Encoder"
+
+
+def test_int8_is_deterministic_and_batch_independent(pair):
+    _, int8 = pair
+    first, second = score_table(int8, TEXTS), score_table(int8, TEXTS)
+    assert np.array_equal(first, second, equal_nan=True)
+    for i, text in enumerate(TEXTS):
+        if text is not None:
+            alone = score_table(int8, [text])[0]
+            np.testing.assert_allclose(alone, first[i], atol=1e-5)
+
+
+def test_int8_keeps_threshold_semantics(pair):
+    _, int8 = pair
+    results = int8.run(TEXTS, LABELS, threshold=0.0).results
+    assert [r is None for r in results] == [t is None for t in TEXTS]
+    assert all(len(r) == len(LABELS) for r in results if r is not None)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])
+def test_int8_on_a_gpu_device_names_the_alternatives(device):
+    with pytest.raises(ConfigError) as info:
+        check_precision("int8", device)
+    message = str(info.value)
+    assert device in message and "precision='float32'" in message and "device='cpu'" in message
+    assert "bfloat16" in message
+
+
+def test_precision_values_and_combinations():
+    assert check_precision(None) == "float32"
+    assert check_precision("float32", "cuda:0", "bfloat16") == "float32"
+    assert check_precision("int8", "cpu", "float32") == "int8"
+    assert check_precision("int8", "auto", "auto") == "int8"
+    for bad in ("int4", "INT8", "fp16", ""):
+        with pytest.raises(ConfigError, match="precision must be one of float32, int8"):
+            check_precision(bad)
+    with pytest.raises(ConfigError, match="dtype must be 'auto' or 'float32'"):
+        check_precision("int8", "cpu", "bfloat16")
+    assert precision_device("int8", "auto") == "cpu"
+    assert precision_device("int8", None) == "cpu"
+    assert precision_device("float32", "auto") == "auto"
+
+
+def test_bi_encoder_is_refused_with_the_way_out(checkpoint_factory):
+    from gliclass_pipelines.loading import load_checkpoint
+
+    path = checkpoint_factory(architecture="bi-encoder")
+    model, _, _ = load_checkpoint(path, str(path))
+    with pytest.raises(ConfigError, match="bi-encoder.*precision='float32'"):
+        quantize(model)
+
+
+def test_only_a_float32_cpu_model_is_quantized(checkpoint_factory):
+    import torch
+
+    from gliclass_pipelines.loading import load_checkpoint
+
+    path = checkpoint_factory()
+    model, _, _ = load_checkpoint(path, str(path))
+    model.to(torch.bfloat16)
+    with pytest.raises(ConfigError, match="float32 model on the CPU"):
+        quantize(model)
+    model.to(torch.float32)
+    quantize(model, threads=1)
+    with pytest.raises(ConfigError, match="already int8"):
+        quantize(model)
+
+
+def test_an_export_that_does_not_match_torch_is_refused(checkpoint_factory, monkeypatch):
+    from gliclass_pipelines import quantize as quantize_module
+    from gliclass_pipelines.loading import load_checkpoint
+
+    path = checkpoint_factory()
+    model, _, _ = load_checkpoint(path, str(path))
+    encoder = model.model.encoder_model
+    monkeypatch.setattr(quantize_module, "EXPORT_TOLERANCE", -1.0)  # any difference is now too large
+    with pytest.raises(ModelLoadError, match="differs from torch.*precision='float32'"):
+        quantize(model)
+    assert model.model.encoder_model is encoder  # the float32 model is left as it was
