@@ -108,7 +108,9 @@ class ClassifyConfig:
         engine_device: str | None = None,
         classifier: Any = None,
     ) -> tuple[list[Any], Any]:
-        """Shaped records for `texts`, and the classifier's Output (reasons, counts).
+        """Shaped records for `texts`, and the classifier's Output (row outcomes, RunStats).
+
+        Failed rows are not logged here: the adapter that knows their position or id logs them once.
 
         `classifier` is an already loaded model (Beam hands one in); by default the registry's.
         """
@@ -126,9 +128,6 @@ class ClassifyConfig:
             per_row=row_labels is not None,
             **self.options,
         )
-        for i, reason in enumerate(out.reasons):
-            if reason is not None and reason not in ("null text", "blank text"):
-                logger.warning("row %d gave a null result: %s", i, reason)
         return shape(out.results, self.output), out
 
     def _labels_for(self, texts: Sequence[Any], row_labels: Sequence[Any] | None) -> Any:

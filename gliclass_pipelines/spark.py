@@ -18,23 +18,25 @@ Batches: Spark hands the UDF Arrow batches of ``spark.sql.execution.arrow.maxRec
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from pyspark import TaskContext
+from pyspark import AccumulatorParam, TaskContext
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, StringType
 
 from gliclass_pipelines.config import ClassifyConfig
-from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
+from gliclass_pipelines.outcomes import RunStats, log_failed
 from gliclass_pipelines.results import SPARK_DDL
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["classify_dataframe", "gliclass_udf", "gliclass_udf_from_config"]
+__all__ = ["classify_dataframe", "gliclass_udf", "gliclass_udf_from_config", "stats_accumulator"]
 
 _warned_gpus: set[str] = set()
 
@@ -60,9 +62,16 @@ def gliclass_udf(
 
 
 def gliclass_udf_from_config(
-    config: ClassifyConfig, text_col: str | Column, labels_col: str | Column | None = None
+    config: ClassifyConfig,
+    text_col: str | Column,
+    labels_col: str | Column | None = None,
+    *,
+    stats: Any = None,
 ) -> Column:
-    """The Column for an existing ClassifyConfig (per-row labels come from `labels_col`)."""
+    """The Column for an existing ClassifyConfig (per-row labels come from `labels_col`).
+
+    `stats`: an accumulator from :func:`stats_accumulator`; each task adds its RunStats to it.
+    """
     if config.per_row_labels != (labels_col is not None):
         raise ConfigError(
             "a per-row labels config needs labels_col, and a shared-labels config must not get one"
@@ -70,7 +79,7 @@ def gliclass_udf_from_config(
     columns = [_column(text_col, "text_col")]
     if labels_col is not None:
         columns.append(_column(labels_col, "labels_col"))
-    result = _pandas_udf(config)(*columns)
+    result = _pandas_udf(config, stats)(*columns)
     if config.output == "top":
         result = F.get(result, 0)  # the UDF returns [top] or null: a null struct needs an array around it
     return result.alias("gliclass")
@@ -83,6 +92,7 @@ def classify_dataframe(
     *,
     output_col: str = "gliclass",
     labels_col: str | None = None,
+    stats: Any = None,
     **settings: Any,
 ) -> DataFrame:
     """`df` with a column `output_col` of results, for `config` or the keyword settings of
@@ -94,7 +104,29 @@ def classify_dataframe(
         config = _config(settings.pop("model", None), settings.pop("labels", None), labels_col, settings)
     elif settings:
         raise ConfigError(f"give a config or settings, not both (got {', '.join(sorted(settings))})")
-    return df.withColumn(output_col, gliclass_udf_from_config(config, text_col, labels_col))
+    return df.withColumn(output_col, gliclass_udf_from_config(config, text_col, labels_col, stats=stats))
+
+
+def stats_accumulator(spark: Any) -> Any:
+    """A RunStats accumulator for ``stats=``: after an action, ``.value`` is the job's RunStats.
+
+    Spark counts a task again when it reruns it (a retry, a lost executor, a plan that evaluates the
+    UDF twice), so treat these as what was computed, and the written rows as what was produced.
+    Needs a classic SparkSession (Spark Connect has no accumulators).
+    """
+    try:
+        context = spark.sparkContext
+    except Exception as exc:  # Spark Connect
+        raise ConfigError(f"run statistics need a classic SparkSession, not {type(spark).__name__}") from exc
+    return context.accumulator(RunStats(), _RunStatsParam())
+
+
+class _RunStatsParam(AccumulatorParam):
+    def zero(self, value: RunStats) -> RunStats:
+        return RunStats()
+
+    def addInPlace(self, first: RunStats, second: RunStats) -> RunStats:  # noqa: N802 (Spark's name)
+        return first.add(second)
 
 
 def _config(model: Any, labels: Any, labels_col: Any, settings: dict[str, Any]) -> ClassifyConfig:
@@ -121,19 +153,19 @@ def _check_column_type(df: DataFrame, name: Any, expected: Any, what: str) -> No
         raise ConfigError(f"{what} {name!r} must be {expected.simpleString()}, got {actual.simpleString()}")
 
 
-def _pandas_udf(config: ClassifyConfig) -> Any:
-    """The pandas UDF. Its closure holds only `config`: small and picklable."""
+def _pandas_udf(config: ClassifyConfig, stats: Any = None) -> Any:
+    """The pandas UDF. Its closure holds only `config` and `stats` (None or an accumulator)."""
     ddl = SPARK_DDL["labels"] if config.output == "top" else SPARK_DDL[config.output]
 
     if config.per_row_labels:
 
         def gliclass(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
-            yield from classify_batches(config, batches)
+            yield from classify_batches(config, batches, stats)
 
     else:
 
         def gliclass(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
-            yield from classify_batches(config, ((texts, None) for texts in batches))
+            yield from classify_batches(config, ((texts, None) for texts in batches), stats)
 
     return F.pandas_udf(gliclass, ddl)
 
@@ -203,26 +235,69 @@ def task_model(config: ClassifyConfig) -> TaskModel:
 
 
 def classify_batches(
-    config: ClassifyConfig, batches: Iterator[tuple[pd.Series, pd.Series | None]]
-) -> Iterator[Any]:
-    """Classify each Arrow batch of one task into a Series of records, in the batch's row order."""
-    found = task_model(config)
-    totals: dict[str, int] = {"rows": 0, "null_inputs": 0, "failed": 0}
+    config: ClassifyConfig,
+    batches: Iterator[tuple[pd.Series, pd.Series | None]],
+    stats: Any = None,
+) -> Iterator[pd.Series]:
+    """Classify each Arrow batch of one task into a Series of records, in the batch's row order.
+
+    The task's RunStats are logged and, with a `stats` accumulator, added to it once the task ends.
+    """
+    found = None
+    total = RunStats()
     for texts, row_labels in batches:
+        found = found or task_model(config)
+        rows = texts.tolist()
+        identity = row_identity(rows)
         labels = None if row_labels is None else row_labels.tolist()
-        records, out = found.config.classify(texts.tolist(), labels, classifier=found.classifier)
-        for name in totals:
-            totals[name] += out.stats.get(name, 0)
-        yield _series(records, config.output)
+        records, out = found.config.classify(rows, labels, classifier=found.classifier)
+        log_failed(out.outcomes, offset=total.rows)
+        total.add(out.stats)
+        series = _series(records, config.output)
+        check_rows(identity, rows, out.outcomes, series)
+        yield series
     if found is None:
         return
     logger.info(
         "partition %s: classified %d rows (%d null inputs, %d failed)",
         found.task.partition,
-        totals["rows"],
-        totals["null_inputs"],
-        totals["failed"],
+        total.rows,
+        total.null_inputs,
+        total.failed,
     )
+    if stats is not None:
+        stats.add(total)
+
+
+def row_identity(texts: list[Any]) -> list[tuple[int, int, int]]:
+    """Each row's identity: its position, its text's length (-1: not a string) and a CRC of the text."""
+    return [
+        (i, len(t), zlib.crc32(t.encode("utf-8", "surrogatepass"))) if isinstance(t, str) else (i, -1, 0)
+        for i, t in enumerate(texts)
+    ]
+
+
+def check_rows(
+    identity: list[tuple[int, int, int]], texts: list[Any], outcomes: list[Any], series: pd.Series
+) -> None:
+    """Refuse to hand Spark results that are not exactly one per given row, in order: the rows' count
+    and positions, their texts (unchanged since they were read), and each result's agreement with its
+    own row's outcome (a null input has no result; a failed row has none; an ok row has one)."""
+    n = len(identity)
+    problems = []
+    if not (len(texts) == len(outcomes) == len(series) == n):
+        problems.append(f"{n} rows in, {len(outcomes)} outcomes and {len(series)} results out")
+    elif list(series.index) != list(range(n)) or row_identity(texts) != identity:
+        problems.append("the results' positions or the rows' texts changed during classification")
+    else:
+        for (i, length, _), outcome, record in zip(identity, outcomes, series):
+            if (length < 0 and outcome.is_ok) or (not outcome.is_ok and record is not None):
+                problems.append(f"row {i}: outcome {outcome.kind} does not match its input or result")
+                break
+    if problems:
+        raise GLiClassPipelinesError(
+            f"internal error, no results returned for this batch: {problems[0]}; please report it"
+        )
 
 
 def _series(records: list[Any], output: str) -> pd.Series:

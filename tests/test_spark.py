@@ -1,10 +1,11 @@
 """The Spark adapter on real Spark: local[2], local-cluster with fake GPUs, Spark Connect, streaming,
 and spark-submit of the job in spark/.
 
-The local-cluster and Spark Connect checks each need a fresh JVM, so they run this file as a script in
-a subprocess (``python tests/test_spark.py cluster|connect ...``), which writes its findings as JSON.
-Those two and the spark-submit test start their own JVMs and Python workers (each worker imports torch
-and transformers), a minute or more each on two cores, so they are marked slow.
+The local-cluster and Spark Connect checks each need a session of their own, so one subprocess runs
+this file as a script for both, one after the other (``python tests/test_spark.py connect,cluster MODEL
+WORKDIR``), and writes their findings as JSON. That subprocess and the spark-submit test start their own
+JVMs and Python workers (each worker imports torch and transformers), a minute or more each on two
+cores, so they are marked slow. Everything else shares the session-wide ``spark`` fixture (conftest.py).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def test_udf_closure_holds_only_the_config(spark, model):
     config = ClassifyConfig.from_settings(model, LABELS)
     function = _pandas_udf(config).func
     cells = [c.cell_contents for c in function.__closure__]
-    assert {type(c) for c in cells} == {ClassifyConfig}
+    assert {type(c) for c in cells} == {ClassifyConfig, type(None)}  # the config, and no stats
     payload = cloudpickle.dumps(function)
     assert len(payload) < 20_000
     assert pickle.loads(payload).__closure__[0].cell_contents == config
@@ -158,6 +159,41 @@ def test_classify_dataframe_checks_columns(spark, model):
         classify_dataframe(df, "id", model=model, labels=LABELS)
     with pytest.raises(ConfigError, match="array<string>"):
         classify_dataframe(df, "text", model=model, labels_col="text")
+
+
+def test_settings_and_config_paths_agree(model):
+    from gliclass_pipelines import ConfigError
+    from gliclass_pipelines.config import ClassifyConfig
+
+    built = ClassifyConfig.from_settings(model, LABELS, threshold=0.3, output="top", prompt="Kind?")
+    assert built == ClassifyConfig(model, LABELS, threshold=0.3, output="top", options={"prompt": "Kind?"})
+    assert built.options == {"prompt": "Kind?"}
+    with pytest.raises(ConfigError, match="unknown setting.*thresold"):
+        ClassifyConfig.from_settings(model, LABELS, thresold=0.3)
+
+
+def test_batch_results_are_checked_against_their_rows():
+    import pandas as pd
+
+    from gliclass_pipelines import GLiClassPipelinesError
+    from gliclass_pipelines.outcomes import RowOutcome
+    from gliclass_pipelines.spark import check_rows, row_identity
+
+    texts = ["a text", None, "another"]
+    identity = row_identity(texts)
+    ok, null = RowOutcome.ok(), RowOutcome.null_input("null text")
+    results = pd.Series([[{"label": "x", "score": 0.9}], None, []], dtype=object)
+    check_rows(identity, texts, [ok, null, ok], results)
+    wrong = [
+        (texts, [ok, null], results[:2]),  # a row lost
+        (texts, [ok, ok, null], results),  # a null input with a result, a row without
+        (["a text", None, "changed"], [ok, null, ok], results),  # a text changed under us
+        (texts, [ok, null, ok], results[::-1]),  # reordered
+        (texts, [RowOutcome.failed("bad"), null, ok], results),  # a failed row with a result
+    ]
+    for rows, outcomes, series in wrong:
+        with pytest.raises(GLiClassPipelinesError, match="internal error"):
+            check_rows(identity, rows, outcomes, series)
 
 
 def test_engine_device_uses_the_assigned_gpu_only_when_cuda_can(monkeypatch):
@@ -244,6 +280,22 @@ def test_classify_dataframe(spark, model, classifier, debian_texts):
     want = expected(classifier, debian_texts[:20], "top")
     for row in out.collect():
         assert_same(row.best, want[row.id], "top")
+
+
+def test_run_stats_accumulator_counts_each_row_once(spark, model, debian_texts):
+    from gliclass_pipelines.config import ClassifyConfig
+    from gliclass_pipelines.spark import classify_dataframe, stats_accumulator
+
+    cells = [["perl", "games"], ["a", "a"], None, LABELS]  # ["a", "a"]: a failed row
+    rows = [(i, debian_texts[i], cells[i % 4]) for i in range(40)] + [(40, None, ["x"]), (41, " ", None)]
+    df = spark.createDataFrame(rows, "id long, text string, labels array<string>").repartition(3)
+    stats = stats_accumulator(spark)
+    config = ClassifyConfig.from_settings(model, per_row_labels=True)
+    out = classify_dataframe(df, "text", config, labels_col="labels", stats=stats)
+    out.write.format("noop").mode("overwrite").save()
+    got = stats.value
+    assert (got.rows, got.null_inputs, got.failed, got.ok) == (42, 2, 10, 30)
+    assert got.reasons == {"null_text": 1, "blank_text": 1, "invalid_labels": 10}
 
 
 def test_ten_thousand_rows_in_16_partitions(spark, model, classifier, debian_texts):
@@ -368,22 +420,36 @@ def test_classify_job_fails_fast_on_a_bad_taxonomy(model, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.slow
-def test_local_cluster_tasks_resolve_their_assigned_gpu(model, tmp_path):
-    claims = tmp_path / "claims"
+FRESH_JVM_TESTS = {
+    "connect": "test_spark_connect_smoke",
+    "cluster": "test_local_cluster_tasks_resolve_their_assigned_gpu",
+}
+
+
+@pytest.fixture(scope="module")
+def fresh_jvm(request, model, tmp_path_factory) -> dict[str, Any]:
+    """One subprocess (one interpreter and JVM launch) for the selected checks that need a session of
+    their own: Spark Connect first, before anything there imports torch, then local-cluster."""
+    selected = {item.name for item in request.session.items}
+    modes = [mode for mode, name in FRESH_JVM_TESTS.items() if name in selected]
+    work = tmp_path_factory.mktemp("fresh-jvm")
+    claims, fake_bin = work / "claims", work / "bin"
     claims.mkdir()
-    fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     # each worker's discovery run claims the next free index, so the two workers own different GPUs
     (fake_bin / "nvidia-smi").write_text(
         '#!/bin/sh\nfor i in 0 1 2 3; do mkdir "$FAKE_GPU_CLAIMS/$i" 2>/dev/null && echo $i && exit 0; done\n'
     )
     (fake_bin / "nvidia-smi").chmod(0o755)
-    out = tmp_path / "cluster.json"
     env = spark_env(FAKE_GPU_CLAIMS=str(claims), PATH=f"{fake_bin}:{os.environ['PATH']}")
-    run_script([sys.executable, __file__, "cluster", model, str(out)], env, timeout=400)
-    rows = json.loads(out.read_text())
-    claimed = sorted(p.name for p in claims.iterdir())
+    run_script([sys.executable, __file__, ",".join(modes), model, str(work)], env, timeout=600)
+    reports = {mode: json.loads((work / f"{mode}.json").read_text()) for mode in modes}
+    return {**reports, "claimed": sorted(p.name for p in claims.iterdir())}
+
+
+@pytest.mark.slow
+def test_local_cluster_tasks_resolve_their_assigned_gpu(fresh_jvm):
+    rows, claimed = fresh_jvm["cluster"], fresh_jvm["claimed"]
     assert claimed == ["0", "1"]
     assert len(rows) == 64
     by_pid: dict[int, set[str]] = {}
@@ -397,10 +463,8 @@ def test_local_cluster_tasks_resolve_their_assigned_gpu(model, tmp_path):
 
 
 @pytest.mark.slow
-def test_spark_connect_smoke(model, classifier, debian_texts, tmp_path):
-    out = tmp_path / "connect.json"
-    run_script([sys.executable, __file__, "connect", model, str(out)], spark_env(), timeout=300)
-    report = json.loads(out.read_text())
+def test_spark_connect_smoke(fresh_jvm, classifier, debian_texts):
+    report = fresh_jvm["connect"]
     assert report["torch_on_client"] is False
     texts = debian_texts[:30] + [None]
     assert len(report["rows"]) == len(texts)
@@ -465,5 +529,7 @@ def _connect_main(model: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    mode, model_arg, out_arg = sys.argv[1:4]
-    {"cluster": _cluster_main, "connect": _connect_main}[mode](model_arg, out_arg)
+    modes_arg, model_arg, work_arg = sys.argv[1:4]
+    entries = {"connect": _connect_main, "cluster": _cluster_main}
+    for mode in modes_arg.split(","):  # in FRESH_JVM_TESTS order
+        entries[mode](model_arg, str(Path(work_arg) / f"{mode}.json"))
