@@ -84,11 +84,6 @@ def gliclass_metrics(result) -> dict:
 
 
 @pytest.fixture(scope="module")
-def clf(tiny_checkpoint) -> Classifier:
-    return Classifier.load(str(tiny_checkpoint), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def texts(debian_texts) -> list[str]:
     return debian_texts[:60]
 

@@ -42,11 +42,6 @@ LABELS = ["libraries", "games", "science", "networking"]
 POISON = "POISON-PILL"
 
 
-@pytest.fixture(scope="module")
-def clf(tiny_checkpoint) -> Classifier:
-    return Classifier.load(str(tiny_checkpoint), device="cpu")
-
-
 # ------------------------------------------------------------------------------------------------------
 # Expected outcome of one element
 

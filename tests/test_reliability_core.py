@@ -48,11 +48,6 @@ FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(Healt
 MB = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def clf(tiny_checkpoint) -> Classifier:
-    return Classifier.load(str(tiny_checkpoint), device="cpu")
-
-
 def check_output(out, rows: list, allowed: list[str] | None = None) -> Counter:
     """Invariants of every Output: one result per row, None exactly where a reason is, reasons counted."""
     assert len(out.results) == len(out.reasons) == len(out.truncated) == len(rows)
