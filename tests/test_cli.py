@@ -1,4 +1,4 @@
-"""The gliclass-pipelines CLI: formats, engines, atomic commits, re-run modes, errors and exit codes."""
+"""The gliclass-pipelines CLI: formats, runners, atomic commits, re-run modes, errors and exit codes."""
 
 from __future__ import annotations
 
@@ -99,11 +99,11 @@ def result_type(output: Path) -> pa.DataType:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Local engine
+# Local runner
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl", "csv"])
-def test_local_engine_keeps_rows_ids_and_order(
+def test_local_runner_keeps_rows_ids_and_order(
     fmt, inputs, rows, expected, tiny_checkpoint, tmp_path, capsys
 ):
     output = tmp_path / "out"
@@ -118,7 +118,7 @@ def test_local_engine_keeps_rows_ids_and_order(
     assert result_type(output).value_type == arrow_type("labels").value_type
 
 
-def test_local_engine_writes_several_parts_in_order(inputs, rows, expected, tiny_checkpoint, tmp_path):
+def test_local_runner_writes_several_parts_in_order(inputs, rows, expected, tiny_checkpoint, tmp_path):
     output = tmp_path / "out"
     extra = ("--chunk-rows", "7", "--rows-per-file", "15")
     assert cli.main(classify_args(inputs["parquet"], output, tiny_checkpoint, *extra)) == 0
@@ -130,7 +130,7 @@ def test_local_engine_writes_several_parts_in_order(inputs, rows, expected, tiny
     check_output(output, rows, expected, ordered=True)
 
 
-def test_local_engine_per_row_labels(rows, tiny_checkpoint, tmp_path):
+def test_local_runner_per_row_labels(rows, tiny_checkpoint, tmp_path):
     source = tmp_path / "rows.jsonl"
     candidates = [LABELS[:2], LABELS[2:], ["games"]]
     with open(source, "w") as handle:
@@ -349,30 +349,30 @@ def test_make_test_model_writes_a_loadable_checkpoint(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Spark and Beam engines
+# Spark and Beam runners
 
 
 @pytest.mark.spark
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl", "csv"])
-def test_spark_engine(fmt, spark, inputs, rows, expected, tiny_checkpoint, tmp_path, capsys):
+def test_spark_runner(fmt, spark, inputs, rows, expected, tiny_checkpoint, tmp_path, capsys):
     local, output = tmp_path / "local", tmp_path / "spark"
     assert cli.main(classify_args(inputs[fmt], local, tiny_checkpoint)) == 0
-    code = cli.main(classify_args(inputs[fmt], output, tiny_checkpoint, "--engine", "spark"))
+    code = cli.main(classify_args(inputs[fmt], output, tiny_checkpoint, "--runner", "spark"))
     out, err = capsys.readouterr()
     assert code == 0, err
     got = check_output(output, rows, expected, ordered=False)
     assert list(got[0]) == ["id", "section", "text", "gliclass"]
-    assert result_type(output) == result_type(local)  # the same Parquet schema from both engines
+    assert result_type(output) == result_type(local)  # the same Parquet schema from both runners
     assert pq.read_schema(cli.part_files(output)[0]).field("id").type == pa.string()
-    assert "done with the spark engine" in out and f"rows          {N_ROWS}" in out
+    assert "done with the spark runner" in out and f"rows          {N_ROWS}" in out
 
 
 @pytest.mark.spark
-def test_spark_engine_per_row_labels_from_csv_text(spark, rows, tiny_checkpoint, tmp_path):
+def test_spark_runner_per_row_labels_from_csv_text(spark, rows, tiny_checkpoint, tmp_path):
     source = tmp_path / "rows.csv"
     table = pa.Table.from_pylist([{**r, "candidates": "games, science"} for r in rows[:10]])
     pcsv.write_csv(table, source)
-    args = classify_args(source, tmp_path / "out", tiny_checkpoint, "--engine", "spark", "--threshold", "0")
+    args = classify_args(source, tmp_path / "out", tiny_checkpoint, "--runner", "spark", "--threshold", "0")
     args[args.index("--labels") : args.index("--labels") + 2] = ["--labels-column", "candidates"]
     assert cli.main(args) == 0
     got = read_output(tmp_path / "out")
@@ -381,16 +381,16 @@ def test_spark_engine_per_row_labels_from_csv_text(spark, rows, tiny_checkpoint,
 
 
 @pytest.mark.beam
-def test_beam_engine_on_jsonl(inputs, rows, expected, tiny_checkpoint, tmp_path, capsys):
+def test_beam_runner_on_jsonl(inputs, rows, expected, tiny_checkpoint, tmp_path, capsys):
     pytest.importorskip("apache_beam")
     local, output = tmp_path / "local", tmp_path / "beam"
     assert cli.main(classify_args(inputs["jsonl"], local, tiny_checkpoint)) == 0
-    code = cli.main(classify_args(inputs["jsonl"], output, tiny_checkpoint, "--engine", "beam"))
+    code = cli.main(classify_args(inputs["jsonl"], output, tiny_checkpoint, "--runner", "beam"))
     out, err = capsys.readouterr()
     assert code == 0, err
     got = check_output(output, rows, expected, ordered=False)
     assert list(got[0]) == ["id", "section", "text", "gliclass"]
     assert result_type(output) == result_type(local)
-    assert "done with the beam engine" in out
+    assert "done with the beam runner" in out
     truncated = [json.loads((path / cli.SUCCESS).read_text())["truncated"] for path in (local, output)]
     assert truncated[0] == truncated[1] > 0  # from Beam's metrics

@@ -8,8 +8,12 @@ temporary directory is renamed into place. A killed run leaves no output that lo
 Exit codes: 0 done (or skipped), 1 the job failed, 2 bad arguments or configuration (or the output
 exists under ``--mode error``), 3 the model could not be loaded, 130/143 interrupted.
 
+Every message goes through :func:`gliclass_pipelines.redaction.shorten`: no URI secret, no echo of a
+huge argument.
+
 The modules: ``args`` (the parser and the Job it builds), ``inputs`` (readers), ``output`` (atomic
-output), ``progress``, ``summary``, ``job`` (running one job), ``run_local``, ``run_spark``, ``run_beam``.
+output), ``ownership`` (what may be replaced), ``progress``, ``summary``, ``job`` (running one job), and
+one module per runner: ``run_local``, ``run_spark``, ``run_beam``.
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ from gliclass_pipelines.cli.job import run_job
 from gliclass_pipelines.cli.output import SUCCESS, OutputExistsError, part_files, should_skip
 from gliclass_pipelines.cli.progress import Progress
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError, ModelLoadError
+from gliclass_pipelines.redaction import shorten
 
 __all__ = ["EXIT_FAILED", "EXIT_MODEL", "EXIT_OK", "EXIT_USAGE", "SUCCESS", "Progress", "main", "part_files"]
 
 logger = logging.getLogger("gliclass_pipelines.cli")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
+MAX_MESSAGE = 4000  # characters of one error message
 
 
 class Terminated(BaseException):
@@ -72,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"gliclass-pipelines: error: {message}", file=sys.stderr)
+    print(f"gliclass-pipelines: error: {shorten(message, MAX_MESSAGE)}", file=sys.stderr)
     return code
 
 

@@ -8,110 +8,169 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gliclass_pipelines.cli.inputs import FORMATS, check_columns, detect_format, input_schema
-from gliclass_pipelines.cli.job import DEFAULT_RESULT_COLUMN, ENGINES, MODES, Job
+from gliclass_pipelines.checks import check_positive_int, split_labels
+from gliclass_pipelines.cli.inputs import FORMATS, check_columns, detect_format, open_input
+from gliclass_pipelines.cli.job import DEFAULT_RESULT_COLUMN, MODES, RUNNERS, Job
 from gliclass_pipelines.cli.ownership import check_output_place
 from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.redaction import shorten
 
 Command = Callable[[argparse.Namespace], int]
+SUMMARY_HELP = (
+    "The summary (printed, and written to OUTPUT/_SUCCESS as JSON) counts rows, null inputs (null or blank "
+    "text), failed rows (a null result for another reason, e.g. an unreadable record), bad records (JSON "
+    "lines or CSV records that could not be read in full; each is logged with its file and line) and "
+    "rows/s: rows over the seconds since the job started, model load and Spark/Beam start-up included "
+    "(the progress line uses the same definition)."
+)
 
 
 def build_parser(classify: Command, make_test_model: Command) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gliclass-pipelines", description="Run GLiClass zero-shot text classifiers on files."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log model loading and engine details")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log model loading and runner details")
     commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("classify", help="classify a Parquet, JSONL or CSV file into Parquet")
+    p = commands.add_parser(
+        "classify", help="classify a Parquet, JSONL or CSV file into Parquet", epilog=SUMMARY_HELP
+    )
     p.set_defaults(func=classify)
-    _add_classify(p)
+    _add_input_output(p)
+    _add_classification(p)
+    _add_running(p)
     p = commands.add_parser("make-test-model", help="write a tiny random checkpoint, for demos and CI")
     p.set_defaults(func=make_test_model)
     _add_make_test_model(p)
     return parser
 
 
-def _add_classify(p: argparse.ArgumentParser) -> None:
-    io_ = p.add_argument_group("input and output")
-    io_.add_argument("--input", required=True, help="a file, or a directory of files of one format")
-    io_.add_argument("--input-format", choices=FORMATS, help="default: from the file extension")
-    io_.add_argument("--output", required=True, help="the output directory of Parquet part files")
-    io_.add_argument("--text-column", default="text", help="the column to classify (default: text)")
-    io_.add_argument("--id-column", help="a column that identifies rows; checked, and named in warnings")
-    io_.add_argument(
-        "--result-column", default=DEFAULT_RESULT_COLUMN, help=f"default: {DEFAULT_RESULT_COLUMN}"
+def _add_input_output(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("input and output")
+    group.add_argument("--input", required=True, help="a file, or a directory of files of one format")
+    group.add_argument("--input-format", choices=FORMATS, help="default: from the file extension")
+    group.add_argument("--output", required=True, help="the output directory of Parquet part files")
+    group.add_argument("--text-column", default="text", help="the column to classify (default: text)")
+    group.add_argument("--id-column", help="a column that identifies rows; checked, and named in warnings")
+    group.add_argument(
+        "--result-column",
+        default=DEFAULT_RESULT_COLUMN,
+        help=f"the column added for the results (default: {DEFAULT_RESULT_COLUMN})",
     )
-    io_.add_argument(
+    group.add_argument(
         "--mode",
         choices=MODES,
         default="error",
-        help="when the output exists: error (default), overwrite it, or skip-existing (exit 0 if complete)",
+        help="when the output exists: error (default), overwrite it, or skip-existing (exit 0 if "
+        "complete). Only a previous output of this tool is ever replaced",
     )
-    model = p.add_argument_group("classification")
-    model.add_argument("--model", required=True, help="a Hub id[@revision], a local directory or a URI")
-    model.add_argument(
+
+
+def _add_classification(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("classification")
+    group.add_argument("--model", required=True, help="a Hub id[@revision], a local directory or a URI")
+    group.add_argument(
         "--labels", help='a taxonomy file (.yaml, .json, or .txt with one label a line) or "a,b,c"'
     )
-    model.add_argument("--labels-column", help="a column of per-row labels (a list, or 'a,b,c' text)")
-    model.add_argument("--threshold", type=float, default=0.5, help="default: 0.5")
-    multi = model.add_mutually_exclusive_group()
-    multi.add_argument("--multi-label", dest="multi_label", action="store_true", default=True)
-    multi.add_argument("--single-label", dest="multi_label", action="store_false")
-    model.add_argument("--result-type", choices=("labels", "top", "scores"), default="labels")
-    model.add_argument("--device", default="auto")
-    model.add_argument("--dtype", default="auto")
-    model.add_argument("--long-text", choices=("truncate", "chunk"), default="truncate")
-    model.add_argument("--batch-tokens", type=int)
-    model.add_argument("--max-length", type=int)
-    model.add_argument("--num-threads", type=int)
-    run = p.add_argument_group("engine")
-    run.add_argument("--engine", choices=ENGINES, default="local")
-    run.add_argument("--chunk-rows", type=int, default=1024, help="rows per classify call (local engine)")
-    run.add_argument("--rows-per-file", type=int, default=1_000_000, help="rows per part file (local)")
-    run.add_argument(
+    group.add_argument("--labels-column", help="a column of per-row labels (a list, or 'a,b,c' text)")
+    group.add_argument("--threshold", type=float, default=0.5, help="the score a label needs (default: 0.5)")
+    multi = group.add_mutually_exclusive_group()
+    multi.add_argument(
+        "--multi-label",
+        dest="multi_label",
+        action="store_true",
+        default=True,
+        help="score each label on its own: any number of labels per text (default)",
+    )
+    multi.add_argument(
+        "--single-label",
+        dest="multi_label",
+        action="store_false",
+        help="scores that sum to 1 across the labels: one label per text",
+    )
+    group.add_argument(
+        "--output-kind",
+        choices=("labels", "top", "scores"),
+        default="labels",
+        help="labels: the labels over the threshold, best first (default); top: the best label "
+        "whatever the threshold; scores: every label's score",
+    )
+    group.add_argument(
+        "--device", default="auto", help="auto (default: cuda when present), cpu, cuda[:N], mps"
+    )
+    group.add_argument("--dtype", default="auto", help="auto (default), float32, float16 or bfloat16")
+    group.add_argument(
+        "--long-text",
+        choices=("truncate", "chunk"),
+        default="truncate",
+        help="truncate (default) at --max-length tokens, or chunk: classify overlapping windows",
+    )
+    group.add_argument(
+        "--batch-tokens", type=int, help="padded tokens per forward pass (default: per device)"
+    )
+    group.add_argument("--max-length", type=int, help="tokens per sequence (default: the model's)")
+    group.add_argument("--num-threads", type=int, help="torch CPU threads (default: torch's)")
+
+
+def _add_running(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("running")
+    group.add_argument(
+        "--runner", choices=RUNNERS, default="local", help="where to run: local (default), spark or beam"
+    )
+    group.add_argument("--chunk-rows", type=int, default=1024, help="rows per classify call (local runner)")
+    group.add_argument("--rows-per-file", type=int, default=1_000_000, help="rows per part file (local)")
+    group.add_argument(
         "--progress",
         choices=("auto", "bar", "log", "none"),
         default="auto",
-        help="auto: a bar on a terminal, else log lines",
+        help="auto: a bar on a terminal, else log lines (local runner)",
     )
-    run.add_argument("--log-every", type=float, default=10.0, help="seconds between progress log lines")
-    run.add_argument("--spark-master", default="local[*]")
-    run.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
-    run.add_argument(
+    group.add_argument("--log-every", type=float, default=10.0, help="seconds between progress log lines")
+    group.add_argument("--spark-master", default="local[*]", help="default: local[*]")
+    group.add_argument(
+        "--spark-conf", action="append", default=[], metavar="KEY=VALUE", help="a Spark setting (repeatable)"
+    )
+    group.add_argument(
         "--beam-runner", default="FnApiRunner", help="default: FnApiRunner (in-process; no download)"
     )
-    run.add_argument("--beam-option", action="append", default=[], metavar="KEY=VALUE")
+    group.add_argument(
+        "--beam-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Beam pipeline option (repeatable)",
+    )
 
 
 def _add_make_test_model(p: argparse.ArgumentParser) -> None:
     from gliclass_pipelines.testing import ARCHITECTURES, BACKBONES
 
     p.add_argument("dir", help="the directory to write the checkpoint into")
-    p.add_argument("--backbone", choices=BACKBONES, default="bert")
-    p.add_argument("--architecture", choices=ARCHITECTURES, default="uni-encoder")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backbone", choices=BACKBONES, default="bert", help="the encoder (default: bert)")
+    p.add_argument(
+        "--architecture", choices=ARCHITECTURES, default="uni-encoder", help="default: uni-encoder"
+    )
+    p.add_argument("--seed", type=int, default=0, help="the random weights' seed (default: 0)")
 
 
 def job_from_args(args: argparse.Namespace) -> Job:
-    """Check everything that can be checked before a model loads or an engine starts."""
+    """Check everything that can be checked before a model loads or a runner starts."""
     from gliclass_pipelines.config import ClassifyConfig
 
     source = Path(args.input).expanduser()
     if not source.exists():
-        raise ConfigError(f"input {source} does not exist")
+        raise ConfigError(f"input {shorten(source)} does not exist")
     input_format = args.input_format or detect_format(source)
     if args.labels is None and args.labels_column is None:
         raise ConfigError("give --labels (a file or 'a,b,c') or --labels-column")
-    for name in ("chunk_rows", "rows_per_file"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer")
+    check_positive_int(args.chunk_rows, "--chunk-rows", optional=False)
+    check_positive_int(args.rows_per_file, "--rows-per-file", optional=False)
     config = ClassifyConfig(
         model=args.model,
         labels=None if args.labels is None else parse_labels(args.labels),
         per_row_labels=args.labels_column is not None,
         threshold=args.threshold,
         multi_label=args.multi_label,
-        output=args.result_type,
+        output=args.output_kind,
         device=args.device,
         dtype=args.dtype,
         long_text=args.long_text,
@@ -119,31 +178,34 @@ def job_from_args(args: argparse.Namespace) -> Job:
         max_length=args.max_length,
         num_threads=args.num_threads,
     )
+    output = check_output_place(Path(args.output), protected_places(source, args))
+    if source.resolve() in output.parents:
+        raise ConfigError(f"output {output} is inside the input directory {source.resolve()}")
+    options = {
+        "spark_master": args.spark_master,
+        "spark_conf": parse_pairs(args.spark_conf, "--spark-conf"),
+        "beam_runner": args.beam_runner,
+        "beam_options": parse_pairs(args.beam_option, "--beam-option"),
+    }
     job = Job(
         input=source.resolve(),
         input_format=input_format,
-        output=check_output_place(Path(args.output), protected_places(source, args)),
+        output=output,
         text_column=args.text_column,
         id_column=args.id_column,
         labels_column=args.labels_column,
         result_column=args.result_column,
         mode=args.mode,
-        engine=args.engine,
+        runner=args.runner,
         config=config,
+        source=open_input(source.resolve(), input_format, args.text_column, args.id_column),
         chunk_rows=args.chunk_rows,
         rows_per_file=args.rows_per_file,
         progress=args.progress,
         log_every=args.log_every,
-        engine_options={
-            "spark_master": args.spark_master,
-            "spark_conf": parse_pairs(args.spark_conf, "--spark-conf"),
-            "beam_runner": args.beam_runner,
-            "beam_options": parse_pairs(args.beam_option, "--beam-option"),
-        },
+        runner_options=options,
     )
-    check_columns(job, input_schema(job.input, job.input_format))
-    if job.input in job.output.parents:
-        raise ConfigError(f"output {job.output} is inside the input directory {job.input}")
+    check_columns(job, job.source.schema)
     return job
 
 
@@ -172,10 +234,10 @@ def parse_labels(value: str) -> Any:
     if path.is_file():
         return Taxonomy.from_file(path)
     if path.suffix.lower() in (".yaml", ".yml", ".json", ".txt") and "," not in value:
-        raise ConfigError(f"labels file {path} does not exist")
-    labels = [label.strip() for label in value.split(",") if label.strip()]
+        raise ConfigError(f"labels file {shorten(path)} does not exist")
+    labels = split_labels(value)
     if not labels:
-        raise ConfigError(f"--labels {value!r} names no labels; give a file or 'a,b,c'")
+        raise ConfigError(f"--labels {shorten(repr(value))} names no labels; give a file or 'a,b,c'")
     return labels
 
 
@@ -184,6 +246,6 @@ def parse_pairs(pairs: Sequence[str], option: str) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"{option} takes KEY=VALUE, got {pair!r}")
+            raise ConfigError(f"{option} takes KEY=VALUE, got {shorten(repr(pair))}")
         out[key.strip()] = value
     return out

@@ -1,14 +1,27 @@
-"""Input readers: Parquet, JSON lines and CSV files (or a directory of them) as Arrow batches, in order."""
+"""Input readers: Parquet, JSON lines and CSV files (or a folder of them) as Arrow tables, in order.
+
+Each file is opened once: :func:`open_input` reads the first rows for the schema and keeps them for
+the run. A JSON line or CSV record that cannot be read does not stop the job: the row is kept (with its
+id where one can be read), its unreadable fields are null, and a :class:`Problem` names the file and
+line. A row whose text could not be read gets a null result and counts as failed.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
-from collections.abc import Callable, Iterator
+import itertools
+import json
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.redaction import shorten
 
 FORMATS = ("parquet", "jsonl", "csv")
 EXTENSIONS = {
@@ -19,7 +32,35 @@ EXTENSIONS = {
     ".json": "jsonl",
     ".csv": "csv",
 }
-COMPRESSIONS = (".gz", ".bz2", ".zst", ".lz4")
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
+SCHEMA_ROWS = 1000  # rows read to infer a JSON lines schema
+SCHEMA_BYTES = 16 << 20  # ... or fewer, when they are large
+BOM = b"\xef\xbb\xbf"
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a record holds texts of any size
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a record could not be read in full, and where it is."""
+
+    path: Path
+    line: int
+    reason: str
+    columns: tuple[str, ...] | None = None  # the columns set to null; None: the whole record
+
+    def __str__(self) -> str:
+        return f"{self.path} line {self.line}: {self.reason}"
+
+    def loses(self, column: str) -> bool:
+        return self.columns is None or column in self.columns
+
+
+@dataclass
+class Chunk:
+    table: Any
+    problems: dict[int, Problem] = field(default_factory=dict)  # row index in the chunk -> problem
+    done: float | None = None  # share of the input read so far, when known
 
 
 def detect_format(path: Path) -> str:
@@ -57,10 +98,6 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(("_", ".")) for part in relative.parts)
 
 
-def input_schema(path: Path, input_format: str) -> Any:
-    return _READERS[input_format](input_files(path, input_format)[0], 1 << 20)[0]
-
-
 def check_columns(job: Any, schema: Any) -> None:
     import pyarrow as pa
 
@@ -74,7 +111,7 @@ def check_columns(job: Any, schema: Any) -> None:
     ):
         if column is not None and column not in names:
             raise ConfigError(
-                f"{option} {column!r} is not a column of {job.input}; columns: {', '.join(names)}"
+                f"{option} {column!r} is not a column of {job.input}; columns: {shorten(', '.join(names))}"
             )
     if job.result_column in names:
         raise ConfigError(f"the input already has a column {job.result_column!r}; choose --result-column")
@@ -83,37 +120,231 @@ def check_columns(job: Any, schema: Any) -> None:
         raise ConfigError(f"--text-column {job.text_column!r} holds {text_type}, not text")
 
 
-def read_chunks(job: Any) -> tuple[Any, Iterator[Any]]:
-    """The input's schema and an iterator of tables of ``job.chunk_rows`` rows, in input order."""
-    files = input_files(job.input, job.input_format)
-    schema, _ = _READERS[job.input_format](files[0], 1 << 20)
+class Input:
+    """An opened input: its schema now, its rows later (from the same open files)."""
 
-    def batches() -> Iterator[Any]:
-        for path in files:
-            _, reader = _READERS[job.input_format](path, 1 << 20)
-            for batch in reader:
-                yield _conform(batch, schema, path)
+    def __init__(self, path: Path, input_format: str, text_column: str, id_column: str | None) -> None:
+        self.files = input_files(path, input_format)
+        self.format, self.text_column, self.id_column = input_format, text_column, id_column
+        self.total_rows: int | None = None
+        if input_format == "parquet":
+            self._init_parquet()
+        else:
+            self._init_text()
 
-    return schema, rechunk(batches(), schema, job.chunk_rows)
+    def _init_parquet(self) -> None:
+        import pyarrow.parquet as pq
 
+        handles = [pq.ParquetFile(f) for f in self.files]
+        self.schema = handles[0].schema_arrow
+        self.total_rows = sum(h.metadata.num_rows for h in handles)
+        self._handles = handles
 
-def count_rows(job: Any) -> int | None:
-    """The number of input rows, for the progress bar's total and ETA."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    def _init_text(self) -> None:
+        self._raw: Any = None
+        self._records = itertools.chain.from_iterable(self._file_records(i) for i in range(len(self.files)))
+        self._size = sum(f.stat().st_size for f in self.files) or 1
+        self._read_before = 0
+        self._head = list(_take_head(self._records))
+        if self.format == "csv":
+            return  # _file_records set the schema from the first header
+        self.schema = _infer_schema([row for row, _, _ in self._head if row is not None])
 
-    files = input_files(job.input, job.input_format)
-    if job.input_format == "parquet":
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    total = 0
-    for path in files:
-        with pa.input_stream(str(path), compression="detect") as stream:
-            if job.input_format == "csv":  # records, not lines: quoted values may hold newlines
-                text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-                total += max(sum(1 for record in csv.reader(text) if record) - 1, 0)
+    def _file_records(self, index: int) -> Iterator[tuple[Any, Any, Any]]:
+        path = self.files[index]
+        with _open(path) as (lines, raw):
+            self._raw = raw
+            if self.format == "jsonl":
+                yield from _jsonl_records(path, lines, self.id_column)
             else:
-                total += sum(1 for line in io.BufferedReader(stream) if line.strip())
-    return total
+                header, records = _csv_records(path, lines, self.id_column)
+                if index == 0:
+                    self.schema = _string_schema(header)
+                elif header != self.schema.names:
+                    raise ConfigError(f"{path} has other columns than the first input file ({self.files[0]})")
+                yield from records
+        self._raw = None
+        self._read_before += path.stat().st_size
+
+    def chunks(self, size: int) -> Iterator[Chunk]:
+        if self.format == "parquet":
+            yield from self._parquet_chunks(size)
+            return
+        records = itertools.chain(self._head, self._records)
+        while batch := list(itertools.islice(records, size)):
+            done = min((self._read_before + (self._raw.tell() if self._raw else 0)) / self._size, 1.0)
+            yield _to_chunk(batch, self.schema, done)
+        self._head = []
+
+    def _parquet_chunks(self, size: int) -> Iterator[Chunk]:
+        def batches() -> Iterator[Any]:
+            for path, handle in zip(self.files, self._handles, strict=True):
+                for batch in handle.iter_batches(batch_size=min(size, 65_536)):
+                    yield _conform(batch, self.schema, path)
+
+        for table in rechunk(batches(), self.schema, size):
+            yield Chunk(table)
+
+
+def open_input(path: Path, input_format: str, text_column: str, id_column: str | None = None) -> Input:
+    return Input(path, input_format, text_column, id_column)
+
+
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[tuple[Any, Any]]:
+    """The file's (decompressed) bytes as a buffered stream, and the raw file (its position)."""
+    import pyarrow as pa
+
+    with open(path, "rb") as raw:
+        codec = COMPRESSIONS.get(path.suffix.lower())
+        stream = pa.CompressedInputStream(raw, codec) if codec else raw
+        yield (io.BufferedReader(stream) if codec else stream), raw
+
+
+def _take_head(records: Iterator[Any]) -> Iterator[Any]:
+    size = 0
+    for record in itertools.islice(records, SCHEMA_ROWS):
+        yield record
+        size += sum(len(v) for v in (record[0] or {}).values() if isinstance(v, str))
+        if size > SCHEMA_BYTES:
+            return
+
+
+def _jsonl_records(path: Path, lines: Any, id_column: str | None) -> Iterator[tuple[Any, Any]]:
+    for number, line in enumerate(lines, 1):
+        if number == 1 and line.startswith(BOM):
+            line = line[len(BOM) :]
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            reason = f"not UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})"
+        except json.JSONDecodeError as exc:
+            reason = f"not valid JSON ({exc.msg} at column {exc.colno})"
+        else:
+            if isinstance(value, dict):
+                yield value, (path, number), None
+                continue
+            reason = f"a JSON {type(value).__name__}, not an object"
+        yield _id_only(line, id_column), (path, number), Problem(path, number, reason)
+
+
+def _id_only(line: bytes, id_column: str | None) -> dict | None:
+    """The id of a broken JSON line, when a plain `"id": value` can be found in it."""
+    if id_column is None:
+        return None
+    key = re.escape(json.dumps(id_column))
+    found = re.search(key.encode() + rb'\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+)', line)
+    with contextlib.suppress(ValueError):
+        return {id_column: json.loads(found.group(1))} if found else None
+    return None
+
+
+def _csv_records(path: Path, lines: Any, id_column: str | None) -> tuple[list[str], Iterator[Any]]:
+    """RFC 4180 with a header (a UTF-8 BOM is dropped), every field text, an empty field null."""
+    text = io.TextIOWrapper(lines, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    reader = csv.reader(text)
+    header = next(reader, None)
+    if not header:
+        raise ConfigError(f"{path} has no header line")
+    if _has_surrogate("".join(header)):
+        raise ConfigError(f"{path} line 1: the header is not UTF-8")
+
+    def records() -> Iterator[tuple[Any, Any]]:
+        start = reader.line_num + 1
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield None, (path, start), Problem(path, start, f"not a CSV record ({exc})")
+                start = reader.line_num + 1
+                continue
+            line, start = start, reader.line_num + 1
+            if fields:
+                yield _csv_row(path, line, header, fields, id_column)
+
+    return header, records()
+
+
+def _csv_row(path: Path, line: int, header: list[str], fields: list[str], id_column: str | None) -> Any:
+    if len(fields) != len(header):
+        keep = {id_column: fields[header.index(id_column)]} if id_column in header[: len(fields)] else None
+        return (
+            keep,
+            (path, line),
+            Problem(path, line, f"{len(fields)} fields where the header has {len(header)}"),
+        )
+    row = {name: (value or None) for name, value in zip(header, fields, strict=True)}
+    broken = [name for name, value in row.items() if value is not None and _has_surrogate(value)]
+    if not broken:
+        return row, (path, line), None
+    for name in broken:
+        row[name] = None
+    return (
+        row,
+        (path, line),
+        Problem(path, line, f"not UTF-8 in column(s) {', '.join(broken)}", tuple(broken)),
+    )
+
+
+def _has_surrogate(value: str) -> bool:
+    return not value.isascii() and any("\udc80" <= c <= "\udcff" for c in value)
+
+
+def _string_schema(names: list[str]) -> Any:
+    import pyarrow as pa
+
+    return pa.schema([pa.field(name, pa.string()) for name in names])
+
+
+def _infer_schema(rows: list[dict]) -> Any:
+    """Column types from the first rows, in first-seen order; a column null throughout is text."""
+    import pyarrow as pa
+
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    fields = []
+    for name in names:
+        try:
+            kind = pa.array([row.get(name) for row in rows]).type
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            kind = pa.string()  # mixed types: rows whose value is not text report it
+        fields.append(pa.field(name, pa.string() if pa.types.is_null(kind) else kind))
+    return pa.schema(fields)
+
+
+def _to_chunk(batch: list[tuple[Any, Any, Any]], schema: Any, done: float) -> Chunk:
+    import pyarrow as pa
+
+    rows = [row or {} for row, _, _ in batch]
+    problems = {i: problem for i, (_, _, problem) in enumerate(batch) if problem is not None}
+    try:
+        table = pa.Table.from_pylist(rows, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        rows = [_conform_row(i, row, schema, batch[i][1], problems) for i, row in enumerate(rows)]
+        table = pa.Table.from_pylist(rows, schema=schema)
+    return Chunk(table, problems, done)
+
+
+def _conform_row(i: int, row: dict, schema: Any, where: tuple[Path, int], problems: dict) -> dict:
+    """The row with each value that does not fit its column's type set to null, and why."""
+    import pyarrow as pa
+
+    bad = []
+    for column in schema:
+        try:
+            pa.array([row.get(column.name)], type=column.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            bad.append(column.name)
+    if not bad:
+        return row
+    shown = ", ".join(
+        f"{name!r} holds {shorten(repr(row[name]), 40)}, not {schema.field(name).type}" for name in bad
+    )
+    problems[i] = Problem(*where, shown, tuple(bad))
+    return {**row, **dict.fromkeys(bad)}
 
 
 def _conform(batch: Any, schema: Any, path: Path) -> Any:
@@ -139,60 +370,3 @@ def rechunk(batches: Iterator[Any], schema: Any, size: int) -> Iterator[Any]:
                 pending, count = [], 0
     if count:
         yield pa.Table.from_batches(pending, schema=schema)
-
-
-def _read_parquet(path: Path, batch_rows: int) -> tuple[Any, Iterator[Any]]:
-    import pyarrow.parquet as pq
-
-    handle = pq.ParquetFile(path)
-    return handle.schema_arrow, handle.iter_batches(batch_size=min(batch_rows, 65_536))
-
-
-def _read_jsonl(path: Path, block_size: int) -> tuple[Any, Iterator[Any]]:
-    import pyarrow as pa
-    import pyarrow.json as pj
-
-    def open_(schema: Any = None) -> Any:
-        options = pj.ParseOptions(explicit_schema=schema) if schema is not None else pj.ParseOptions()
-        stream = pa.input_stream(str(path), compression="detect")
-        return pj.open_json(stream, read_options=pj.ReadOptions(block_size=block_size), parse_options=options)
-
-    try:
-        reader = open_()
-    except pa.ArrowInvalid as exc:
-        if "Empty JSON" in str(exc):
-            return pa.schema([]), iter(())
-        raise ConfigError(f"{path} is not valid JSON lines: {exc}") from exc
-    # Read as text what Arrow guesses as timestamps (Spark and json.loads keep strings), and columns
-    # that are null throughout the first block (rather than fail on their first value).
-    guessed = [f.name for f in reader.schema if pa.types.is_null(f.type) or pa.types.is_timestamp(f.type)]
-    if not guessed:
-        return reader.schema, iter(reader)
-    schema = pa.schema([f.with_type(pa.string()) if f.name in guessed else f for f in reader.schema])
-    return schema, iter(open_(schema))
-
-
-def _read_csv(path: Path, block_size: int) -> tuple[Any, Iterator[Any]]:
-    """Every column as text, like Spark's CSV reader with a header, so ids keep their leading zeros."""
-    import pyarrow as pa
-    import pyarrow.csv as pc
-
-    with pa.input_stream(str(path), compression="detect") as stream:
-        header = next(csv.reader(io.TextIOWrapper(stream, encoding="utf-8", newline="")), None)
-    if not header:
-        raise ConfigError(f"{path} has no header line")
-    convert = pc.ConvertOptions(column_types={name: pa.string() for name in header})
-    reader = pc.open_csv(
-        pa.input_stream(str(path), compression="detect"),
-        read_options=pc.ReadOptions(block_size=block_size),
-        parse_options=pc.ParseOptions(newlines_in_values=True),
-        convert_options=convert,
-    )
-    return reader.schema, iter(reader)
-
-
-_READERS: dict[str, Callable[[Path, int], tuple[Any, Iterator[Any]]]] = {
-    "parquet": _read_parquet,
-    "jsonl": _read_jsonl,
-    "csv": _read_csv,
-}

@@ -14,14 +14,15 @@ from gliclass_pipelines.cli.output import commit, part_files, remove_stale_tempo
 from gliclass_pipelines.cli.ownership import write_marker
 from gliclass_pipelines.cli.summary import Summary
 from gliclass_pipelines.errors import GLiClassPipelinesError
+from gliclass_pipelines.redaction import shorten
 
-ENGINES = ("local", "spark", "beam")
+RUNNERS = ("local", "spark", "beam")
 MODES = ("error", "overwrite", "skip-existing")
 DEFAULT_RESULT_COLUMN = "gliclass"  # classify_dataframe's default output_col
 
 
-class EngineError(GLiClassPipelinesError):
-    """Spark or Beam failed; the message is the engine's error, without its long traceback."""
+class RunnerError(GLiClassPipelinesError):
+    """Spark or Beam failed; the message is their error, without its long traceback."""
 
 
 @dataclass(frozen=True)
@@ -36,30 +37,30 @@ class Job:
     labels_column: str | None
     result_column: str
     mode: str
-    engine: str
+    runner: str
     config: Any  # ClassifyConfig
+    source: Any = field(default=None, compare=False, repr=False)  # the opened inputs.Input
     chunk_rows: int = 1024
     rows_per_file: int = 1_000_000
     progress: str = "auto"
     log_every: float = 10.0
-    engine_options: dict[str, Any] = field(default_factory=dict)
+    runner_options: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def result_type(self) -> str:
+    def output_kind(self) -> str:
         return self.config.output
 
 
 def run_job(job: Job) -> Summary:
     """Write into a temporary directory beside the output, then commit it; remove it on any failure."""
+    summary = Summary(runner=job.runner, output=str(job.output), model=job.config.model)
     remove_stale_temporaries(job.output)
     temp = temporary_path(job.output)
-    started = time.perf_counter()
     try:
         temp.mkdir(parents=True)
         write_marker(temp)
-        runner = importlib.import_module(f"gliclass_pipelines.cli.run_{job.engine}")
-        summary = runner.run(job, temp)
-        summary.seconds = time.perf_counter() - started
+        importlib.import_module(f"gliclass_pipelines.cli.run_{job.runner}").run(job, temp, summary)
+        summary.seconds = time.perf_counter() - summary.started
         summary.parts = len(part_files(temp))
         commit(temp, job.output, job.mode, summary.to_json())
         return summary
@@ -81,7 +82,7 @@ def short_error(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     named = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
     text = named[-1] if named else (lines[-1] if lines else type(exc).__name__)
-    return text if len(text) < 2000 else text[:2000] + "..."
+    return shorten(text, 2000)
 
 
 def engine_settings(config: Any) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Progress on stderr: a bar on a terminal, or a log line every few seconds."""
+"""Progress on stderr: a bar on a terminal, or a log line every few seconds.
+
+rows/s is rows over the seconds since ``started`` (the job's start: the summary's definition too).
+When the number of rows is unknown (JSON lines, CSV), the share of bytes read estimates it.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,14 @@ from typing import Any
 class Progress:
     """A progress bar on a terminal, or a log line every ``every`` seconds."""
 
-    def __init__(self, total: int | None, style: str, every: float) -> None:
+    def __init__(self, total: int | None, style: str, every: float, started: float | None = None) -> None:
         if style == "auto":
             style = "bar" if sys.stderr.isatty() else "log"
         self.total, self.style, self.every = total, style, every
+        self.known = total is not None
         self.done = self.logged_rows = 0
-        self.started = self.logged = time.perf_counter()
+        self.logged = time.perf_counter()
+        self.started = self.logged if started is None else started
         self.bar: Any = None
         if style == "bar":
             from tqdm import tqdm
@@ -32,8 +38,13 @@ class Progress:
                 smoothing=0.1,
             )
 
-    def update(self, rows: int) -> None:
+    def update(self, rows: int, done: float | None = None) -> None:
+        """Count ``rows`` more; ``done`` is the share of the input read, when the total is not known."""
         self.done += rows
+        if not self.known and done:
+            self.total = round(self.done / done)
+            if self.bar is not None:
+                self.bar.total = self.total
         if self.bar is not None:
             self.bar.update(rows)
             return
@@ -51,7 +62,8 @@ class Progress:
             return f"{self.done} rows, {rate:.1f} rows/s"
         left = max(self.total - self.done, 0) / rate if rate > 0 else 0.0
         share = 100.0 * min(self.done / self.total, 1.0)
-        return f"{self.done}/{self.total} rows ({share:.0f}%), {rate:.1f} rows/s, ETA {_duration(left)}"
+        total = f"{self.total}" if self.known or self.done == self.total else f"~{self.total}"
+        return f"{self.done}/{total} rows ({share:.0f}%), {rate:.1f} rows/s, ETA {_duration(left)}"
 
     def __enter__(self) -> Progress:
         return self

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gliclass_pipelines.cli.inputs import input_files, input_schema
-from gliclass_pipelines.cli.job import EngineError, check_model_early, engine_settings, short_error
+from gliclass_pipelines.checks import split_labels
+from gliclass_pipelines.cli.inputs import input_files
+from gliclass_pipelines.cli.job import RunnerError, check_model_early, engine_settings, short_error
 from gliclass_pipelines.cli.summary import Summary, stats_from_output
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
 
 
-def run(job: Any, temp: Path) -> Summary:
+def run(job: Any, temp: Path, summary: Summary) -> None:
     """ReadAllFromText/Parquet -> ClassifyText -> results and dead letters -> WriteToParquet(temp)."""
     import apache_beam as beam
     import pyarrow as pa
@@ -23,15 +24,15 @@ def run(job: Any, temp: Path) -> Summary:
     from gliclass_pipelines.results import arrow_type
 
     if job.input_format not in ("jsonl", "parquet"):
-        raise ConfigError(f"--engine beam reads jsonl or parquet, not {job.input_format}")
-    runner = job.engine_options["beam_runner"]
+        raise ConfigError(f"--runner beam reads jsonl or parquet, not {job.input_format}")
+    runner = job.runner_options["beam_runner"]
     check_model_early(job, local=runner in ("DirectRunner", "FnApiRunner", "BundleBasedDirectRunner"))
-    schema = input_schema(job.input, job.input_format)
+    schema = job.source.schema
     if job.text_column not in schema.names:
         schema = pa.schema([pa.field(job.text_column, pa.string())])
-    out_schema = schema.append(pa.field(job.result_column, arrow_type(job.result_type)))
-    flags = [f"--runner={runner}"] + [f"--{k}={v}" for k, v in job.engine_options["beam_options"].items()]
-    shape = _BeamRow(schema.names, job.result_column, job.result_type)
+    out_schema = schema.append(pa.field(job.result_column, arrow_type(job.output_kind)))
+    flags = [f"--runner={runner}"] + [f"--{k}={v}" for k, v in job.runner_options["beam_options"].items()]
+    shape = _BeamRow(schema.names, job.result_column, job.output_kind)
     pipeline = beam.Pipeline(options=PipelineOptions(flags))
     files = pipeline | "Files" >> beam.Create([str(f) for f in input_files(job.input, job.input_format)])
     if job.input_format == "jsonl":
@@ -66,22 +67,21 @@ def run(job: Any, temp: Path) -> Summary:
     except Exception as exc:
         if isinstance(exc, GLiClassPipelinesError):
             raise
-        raise EngineError(f"Beam failed: {short_error(exc)}") from exc
-    summary = stats_from_output(job, temp)
+        raise RunnerError(f"Beam failed: {short_error(exc)}") from exc
+    stats_from_output(job, temp, summary)
     summary.truncated = beam_counter(result, "truncated")
-    return summary
 
 
 class _BeamRow:
     """An output row: the input's columns in schema order, then the result (maps as pairs, for Arrow)."""
 
-    def __init__(self, names: Sequence[str], result_column: str, result_type: str) -> None:
-        self.names, self.result_column, self.result_type = list(names), result_column, result_type
+    def __init__(self, names: Sequence[str], result_column: str, output_kind: str) -> None:
+        self.names, self.result_column, self.output_kind = list(names), result_column, output_kind
 
     def __call__(self, element: Any, record: Any) -> dict[str, Any]:
         if not isinstance(element, dict):
-            raise EngineError(f"an input row is not a JSON object: {element!r:.200}")
-        if self.result_type == "scores" and record is not None:
+            raise RunnerError(f"an input row is not a JSON object: {element!r:.200}")
+        if self.output_kind == "scores" and record is not None:
             record = list(record.items())
         row = {name: element.get(name) for name in self.names}
         row[self.result_column] = record
@@ -90,7 +90,7 @@ class _BeamRow:
 
 def _split_labels(element: Any, field: str) -> Any:
     if isinstance(element, dict) and isinstance(element.get(field), str):
-        return {**element, field: [x.strip() for x in element[field].split(",") if x.strip()]}
+        return {**element, field: split_labels(element[field])}
     return element
 
 

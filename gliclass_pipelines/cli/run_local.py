@@ -3,57 +3,80 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gliclass_pipelines.cli.inputs import count_rows, read_chunks
+from gliclass_pipelines.checks import split_labels
+from gliclass_pipelines.cli.inputs import Chunk
 from gliclass_pipelines.cli.output import PartWriter
 from gliclass_pipelines.cli.progress import Progress
 from gliclass_pipelines.cli.summary import Summary
 
 logger = logging.getLogger(__name__)
+SHOWN_PROBLEMS = 20  # bad records logged one by one; the summary counts them all
 
 
-def run(job: Any, temp: Path) -> Summary:
+def run(job: Any, temp: Path, summary: Summary) -> None:
     import pyarrow as pa
 
-    from gliclass_pipelines.results import arrow_type, to_arrow
+    from gliclass_pipelines.results import arrow_type
 
-    summary = Summary(engine="local", output=str(job.output))
     classifier = job.config.classifier()
     summary.model_load_seconds = classifier.load_seconds
-    schema, chunks = read_chunks(job)
+    schema = job.source.schema
     if job.text_column not in schema.names:  # an empty JSONL file has no columns at all
         schema = pa.schema([pa.field(job.text_column, pa.string())])
-    result_field = pa.field(job.result_column, arrow_type(job.result_type))
-    total = count_rows(job) if job.progress != "none" else None
+    result_field = pa.field(job.result_column, arrow_type(job.output_kind))
+    total = job.source.total_rows
     with (
         PartWriter(temp, schema.append(result_field), job.rows_per_file) as writer,
-        Progress(total, job.progress, job.log_every) as progress,
+        Progress(total, job.progress, job.log_every, started=summary.started) as progress,
     ):
-        for chunk in chunks:
-            texts = chunk.column(job.text_column).to_pylist()
-            records, out = job.config.classify(texts, _row_labels(job, chunk), classifier=classifier)
-            _warn_failed(job, chunk, out.reasons, summary.rows)
-            writer.write(chunk.append_column(result_field, to_arrow(records, job.result_type)))
-            summary.add(out.stats)
-            progress.update(len(texts))
-    return summary
+        for chunk in job.source.chunks(job.chunk_rows):
+            table = classify_chunk(job, chunk, classifier, summary, result_field)
+            writer.write(table)
+            progress.update(chunk.table.num_rows, chunk.done)
+    if summary.bad_records > SHOWN_PROBLEMS:
+        logger.warning("%d records could not be read in full in all", summary.bad_records)
 
 
-def _row_labels(job: Any, chunk: Any) -> list[Any] | None:
+def classify_chunk(job: Any, chunk: Chunk, classifier: Any, summary: Summary, result_field: Any) -> Any:
+    """The chunk with its result column; rows whose text could not be read get a null result (failed)."""
+    from gliclass_pipelines.outcomes import RowOutcome, RunStats, log_failed
+    from gliclass_pipelines.results import to_arrow
+
+    table = chunk.table
+    lost = {i for i, problem in chunk.problems.items() if problem.loses(job.text_column)}
+    keep = [i for i in range(table.num_rows) if i not in lost]
+    texts = table.column(job.text_column).to_pylist()
+    labels = _row_labels(job, table)
+    records: list[Any] = [None] * table.num_rows
+    outcomes = [RowOutcome.ok()] * table.num_rows
+    stats = RunStats()
+    if keep:
+        some_labels = None if labels is None else [labels[i] for i in keep]
+        shaped, out = job.config.classify([texts[i] for i in keep], some_labels, classifier=classifier)
+        for j, i in enumerate(keep):
+            records[i], outcomes[i] = shaped[j], out.outcomes[j]
+        stats.add(out.stats)
+    ids = table.column(job.id_column).to_pylist() if job.id_column else None
+    log_failed(outcomes, offset=summary.rows, ids=ids)  # the engine's failures; bad records below
+    for i in sorted(lost):
+        stats.count(RowOutcome.failed(f"unreadable record: {chunk.problems[i]}", "unreadable"))
+    _log_problems(chunk, summary.bad_records, lost)
+    summary.add(stats)
+    summary.bad_records += len(chunk.problems)
+    return table.append_column(result_field, to_arrow(records, job.output_kind))
+
+
+def _log_problems(chunk: Chunk, seen: int, lost: set[int]) -> None:
+    for i, problem in sorted(chunk.problems.items())[: max(SHOWN_PROBLEMS - seen, 0)]:
+        effect = "its result is null" if i in lost else f"{', '.join(problem.columns or ())} set to null"
+        logger.warning("%s; %s", problem, effect)
+
+
+def _row_labels(job: Any, table: Any) -> list[Any] | None:
     if job.labels_column is None:
         return None
-    values = chunk.column(job.labels_column).to_pylist()
-    return [[x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v for v in values]
-
-
-def _warn_failed(job: Any, chunk: Any, reasons: Sequence[str | None], offset: int) -> None:
-    failed = [(i, r) for i, r in enumerate(reasons) if r is not None and r not in ("null text", "blank text")]
-    ids = chunk.column(job.id_column).to_pylist() if job.id_column and failed else None
-    for i, reason in failed[:5]:
-        where = f"row {offset + i}" + (f" (id {ids[i]!r})" if ids else "")
-        logger.warning("%s has a null result: %s", where, reason)
-    if len(failed) > 5:
-        logger.warning("... and %d more rows with a null result in this chunk", len(failed) - 5)
+    values = table.column(job.labels_column).to_pylist()
+    return [split_labels(v) if isinstance(v, str) else v for v in values]

@@ -8,17 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gliclass_pipelines.cli.inputs import input_schema
-from gliclass_pipelines.cli.job import EngineError, check_model_early, engine_settings, short_error
+from gliclass_pipelines.cli.job import RunnerError, check_model_early, engine_settings, short_error
 from gliclass_pipelines.cli.summary import Summary, stats_from_output
 from gliclass_pipelines.errors import GLiClassPipelinesError
 
 logger = logging.getLogger(__name__)
 
 
-def run(job: Any, temp: Path) -> Summary:
+def run(job: Any, temp: Path, summary: Summary) -> None:
     """spark.read -> classify_dataframe -> write.parquet(temp); Spark's own _SUCCESS is replaced at commit."""
-    check_model_early(job, local=job.engine_options["spark_master"].startswith("local"))
+    check_model_early(job, local=job.runner_options["spark_master"].startswith("local"))
     spark, created = spark_session(job)
     try:
         df = read_spark(spark, job)
@@ -32,13 +31,12 @@ def run(job: Any, temp: Path) -> Summary:
     except Exception as exc:
         if isinstance(exc, GLiClassPipelinesError):
             raise
-        raise EngineError(f"Spark failed: {short_error(exc)}") from exc
+        raise RunnerError(f"Spark failed: {short_error(exc)}") from exc
     finally:
         if created:
             spark.stop()
-    summary = stats_from_output(job, temp)
+    stats_from_output(job, temp, summary)
     summary.truncated = None  # counted inside the executors, not reported back
-    return summary
 
 
 def spark_session(job: Any) -> tuple[Any, bool]:
@@ -50,8 +48,8 @@ def spark_session(job: Any) -> tuple[Any, bool]:
         logger.info("using the active SparkSession; --spark-master and --spark-conf are not applied")
         return active, False
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need this Python's packages
-    builder = SparkSession.builder.master(job.engine_options["spark_master"]).appName("gliclass-pipelines")
-    for key, value in job.engine_options["spark_conf"].items():
+    builder = SparkSession.builder.master(job.runner_options["spark_master"]).appName("gliclass-pipelines")
+    for key, value in job.runner_options["spark_conf"].items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
@@ -65,7 +63,7 @@ def read_spark(spark: Any, job: Any) -> Any:
     if job.input_format == "csv":  # RFC 4180: "" escapes a quote, quoted values may hold newlines
         return spark.read.options(header=True, escape='"', multiLine=True).csv(path)
     df = spark.read.json(path)
-    order = [name for name in input_schema(job.input, "jsonl").names if name in df.columns]
+    order = [name for name in job.source.schema.names if name in df.columns]
     return df.select(*order, *[c for c in df.columns if c not in order])  # file order, not Spark's sorted
 
 

@@ -1,45 +1,57 @@
-"""What a run did: printed at the end and written into _SUCCESS."""
+"""What a run did: printed at the end and written into _SUCCESS.
+
+rows/s is one number everywhere (the progress line and the summary): rows divided by the seconds since
+the job started, model load and Spark or Beam start-up included.
+"""
 
 from __future__ import annotations
 
 import json
-from collections import Counter
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gliclass_pipelines.cli.output import part_files
+from gliclass_pipelines.redaction import redact
 
 
 @dataclass
 class Summary:
     """What a run did, printed at the end and written into _SUCCESS."""
 
-    engine: str
+    runner: str
     output: str
+    model: str = ""
     rows: int = 0
     null_inputs: int = 0
     truncated: int | None = 0
     failed: int = 0
+    bad_records: int = 0
     seconds: float = 0.0
     model_load_seconds: float | None = None
     parts: int = 0
+    started: float = field(default_factory=time.perf_counter, repr=False)
+
+    def __post_init__(self) -> None:
+        self.model = redact(self.model)
 
     @property
     def rows_per_second(self) -> float:
-        """Classification throughput: the model's load time, when known, does not count."""
-        busy = self.seconds - (self.model_load_seconds or 0.0)
-        return self.rows / busy if busy > 0 else 0.0
+        """Rows over the seconds since the job started (model load and engine start-up included)."""
+        return rows_per_second(self.rows, self.seconds)
 
-    def add(self, stats: Counter) -> None:
-        self.rows += stats.get("rows", 0)
-        self.null_inputs += stats.get("null_inputs", 0)
-        self.failed += stats.get("failed", 0)
+    def add(self, stats: Any) -> None:
+        """Add an engine statistics record (RunStats) to the counts."""
+        self.rows += stats.rows
+        self.null_inputs += stats.null_inputs
+        self.failed += stats.failed
         if self.truncated is not None:
-            self.truncated += stats.get("truncated", 0)
+            self.truncated += stats.truncated
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "rows_per_second": round(self.rows_per_second, 2)}, indent=2)
+        record = {k: v for k, v in asdict(self).items() if k != "started"}
+        return json.dumps({**record, "rows_per_second": round(self.rows_per_second, 2)}, indent=2)
 
     def lines(self) -> list[str]:
         def show(value: Any) -> str:
@@ -47,23 +59,27 @@ class Summary:
 
         load = "n/a" if self.model_load_seconds is None else f"{self.model_load_seconds:.1f}s"
         return [
-            f"gliclass-pipelines: done with the {self.engine} engine in {self.seconds:.1f}s",
+            f"gliclass-pipelines: done with the {self.runner} runner in {self.seconds:.1f}s",
             f"  rows          {self.rows}",
-            f"  rows/s        {self.rows_per_second:.1f}",
+            f"  rows/s        {self.rows_per_second:.1f} (over the whole run, model load included)",
             f"  null inputs   {self.null_inputs}",
             f"  truncated     {show(self.truncated)}",
             f"  failed        {self.failed}",
+            f"  bad records   {self.bad_records}",
             f"  model load    {load}",
             f"  output        {self.output} ({self.parts} part file{'s' if self.parts != 1 else ''})",
         ]
 
 
-def stats_from_output(job: Any, directory: Path) -> Summary:
+def rows_per_second(rows: int, seconds: float) -> float:
+    return rows / seconds if seconds > 0 else 0.0
+
+
+def stats_from_output(job: Any, directory: Path, summary: Summary) -> None:
     """Rows, null inputs and failed rows, counted in the written parts (for engines that run elsewhere)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    summary = Summary(engine=job.engine, output=str(job.output), model_load_seconds=None)
     for path in part_files(directory):
         handle = pq.ParquetFile(path)
         for batch in handle.iter_batches(columns=[job.text_column, job.result_column]):
@@ -72,4 +88,3 @@ def stats_from_output(job: Any, directory: Path) -> Summary:
             summary.rows += batch.num_rows
             summary.null_inputs += pc.sum(blank).as_py() or 0
             summary.failed += pc.sum(pc.and_(pc.invert(blank), pc.is_null(result))).as_py() or 0
-    return summary
