@@ -6,7 +6,13 @@ device is resolved, and classification is ``config.classify(texts, row_labels, c
 
 Elements are ``str``, or a mapping / ``beam.Row`` with a text field and an optional per-element labels
 field. Each output is a ``PredictionResult(example, inference, model_id)`` whose inference is the core's
-record (by default a list of ``{"label", "score"}``; None for a null text).
+record (by default a list of ``{"label", "score"}``; None for a null text; ``Failed(reason)`` for an
+element that could not be classified, alone, so ``with_exception_handling()`` gets only real failures).
+
+Metrics: Beam's own RunInference metrics stay in Beam's namespace; this module's counters, in the
+``gliclass`` namespace, are named after :class:`~gliclass_pipelines.outcomes.RunStats` fields (plus
+``dead_letters`` and ``reason_<code>``); :func:`run_stats` reads them back from a PipelineResult.
+Model updates: ``RunInference(handler, model_metadata_pcoll=...)`` swaps models (update_model_path).
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ import math
 import numbers
 import os
 import tempfile
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -31,18 +36,23 @@ from gliclass_pipelines.checks import check_positive_int
 from gliclass_pipelines.config import ClassifyConfig
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
 from gliclass_pipelines.loading import load_count
+from gliclass_pipelines.outcomes import RowOutcome, RunStats, log_failed
 from gliclass_pipelines.redaction import redact, shorten
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BEAM_ARGS",
     "DEAD_LETTERS",
     "Classified",
     "ClassifyText",
     "ElementError",
+    "Failed",
     "GLiClassDoFn",
     "GLiClassModelHandler",
+    "dead_letter_count",
     "estimated_tokens",
+    "run_stats",
 ]
 
 NAMESPACE = "gliclass"
@@ -50,7 +60,7 @@ DEAD_LETTERS = "dead_letters"
 CHARS_PER_TOKEN = 4
 DEFAULT_BATCH_TOKENS = 65536
 LOAD_LOG_ENV = "GLICLASS_PIPELINES_LOAD_LOG"
-_NULL_REASONS = (None, "null text", "blank text")
+REASON_PREFIX = "reason_"  # counters of null and failed rows, by their outcome's code
 BEAM_ARGS = (
     "text_field",
     "labels_field",
@@ -171,60 +181,96 @@ def _label_tokens(labels: Iterable[str]) -> int:
 
 @functools.cache
 def _metrics() -> dict[str, Any]:
-    counters = ("rows", "null_inputs", "truncated", "failed_rows", "padded_tokens")
-    found = {name: Metrics.counter(NAMESPACE, name) for name in counters}
+    found = {name: Metrics.counter(NAMESPACE, name) for name in (*RunStats.COUNTERS, DEAD_LETTERS)}
     found["batch_size"] = Metrics.distribution(NAMESPACE, "batch_size")
     found["batch_tokens"] = Metrics.distribution(NAMESPACE, "batch_tokens")
     return found
 
 
+def count_stats(stats: RunStats) -> None:
+    """Add a batch's RunStats to the pipeline's counters (namespace ``gliclass``, named after its fields)."""
+    metrics = _metrics()
+    for name in RunStats.COUNTERS:
+        if stats[name]:
+            metrics[name].inc(stats[name])
+    for code, n in stats.reasons.items():
+        Metrics.counter(NAMESPACE, REASON_PREFIX + code).inc(n)
+
+
+def count_dead_letters(n: int = 1) -> None:
+    _metrics()[DEAD_LETTERS].inc(n)
+
+
+def run_stats(result: Any) -> RunStats:
+    """The RunStats a finished pipeline counted, read back from its ``gliclass`` counters."""
+    totals, reasons = _counters(result)
+    return RunStats.from_dict(
+        {**{k: v for k, v in totals.items() if k in RunStats.COUNTERS}, "reasons": reasons}
+    )
+
+
+def dead_letter_count(result: Any) -> int:
+    """How many elements a finished pipeline's ClassifyText sent to its dead letters."""
+    return _counters(result)[0].get(DEAD_LETTERS, 0)
+
+
+def _counters(result: Any) -> tuple[dict[str, int], dict[str, int]]:
+    from apache_beam.metrics.metric import MetricsFilter
+
+    totals: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        name = counter.key.metric.name
+        value = counter.committed if counter.committed is not None else counter.attempted
+        if name.startswith(REASON_PREFIX):
+            reasons[name[len(REASON_PREFIX) :]] = reasons.get(name[len(REASON_PREFIX) :], 0) + value
+        else:
+            totals[name] = totals.get(name, 0) + value
+    return totals, reasons
+
+
 class _Batch(NamedTuple):
     records: list[Any]
-    reasons: list[str | None]
-    truncated: list[bool]
-    stats: Counter
+    outcomes: list[RowOutcome]
+    stats: RunStats
 
 
 def classify_batch(config: ClassifyConfig, texts: list[Any], labels: list[Any], classifier: Any) -> _Batch:
     """Classify texts whose per-element labels may be None (meaning: the job's shared labels)."""
     own = [i for i, x in enumerate(labels) if x is not None or config.labels is None]
     if not own:
-        return _Batch(*_run(config, texts, None, classifier))
+        return _run(config, texts, None, classifier)
     if len(own) == len(texts):
-        return _Batch(*_run(config, texts, labels, classifier))
+        return _run(config, texts, labels, classifier)
     rest = [i for i, x in enumerate(labels) if x is None]
     first = _run(config, [texts[i] for i in own], [labels[i] for i in own], classifier)
     second = _run(config, [texts[i] for i in rest], None, classifier)
     return _merge(len(texts), (own, first), (rest, second))
 
 
-def _run(config: ClassifyConfig, texts: list[Any], labels: list[Any] | None, classifier: Any) -> tuple:
+def _run(config: ClassifyConfig, texts: list[Any], labels: list[Any] | None, classifier: Any) -> _Batch:
     records, out = config.classify(texts, labels, classifier=classifier)
-    return records, list(out.reasons), list(out.truncated), Counter(out.stats)
+    return _Batch(records, list(out.outcomes), out.stats)
 
 
-def _merge(n: int, *parts: tuple[list[int], tuple]) -> _Batch:
-    merged = _Batch([None] * n, [None] * n, [False] * n, Counter())
-    for rows, (records, reasons, truncated, stats) in parts:
+def _merge(n: int, *parts: tuple[list[int], _Batch]) -> _Batch:
+    merged = _Batch([None] * n, [RowOutcome.ok()] * n, RunStats())
+    for rows, part in parts:
         for j, i in enumerate(rows):
-            merged.records[i], merged.reasons[i], merged.truncated[i] = records[j], reasons[j], truncated[j]
-        merged.stats.update(stats)
+            merged.records[i], merged.outcomes[i] = part.records[j], part.outcomes[j]
+        merged.stats.add(part.stats)
     return merged
 
 
-def _count_batch(batch: _Batch) -> None:
-    metrics = _metrics()
-    metrics["batch_size"].update(len(batch.records))
-    metrics["null_inputs"].inc(batch.stats.get("null_inputs", 0))
-    metrics["truncated"].inc(sum(batch.truncated))
-    metrics["batch_tokens"].update(batch.stats.get("real_tokens", 0))
-    metrics["padded_tokens"].inc(batch.stats.get("padded_tokens", 0))
+def _failed_alone(reason: str, code: str) -> _Batch:
+    outcome = RowOutcome.failed(reason, code)
+    stats = RunStats()
+    stats.count(outcome)
+    return _Batch([None], [outcome], stats)
 
 
-def _count_rows(rows: int, failed: int) -> None:
-    _metrics()["rows"].inc(rows)
-    if failed:
-        _metrics()["failed_rows"].inc(failed)
+def _inference(record: Any, outcome: RowOutcome) -> Any:
+    return Failed(outcome.reason) if outcome.is_failed else record
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -332,16 +378,59 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
     def run_inference(
         self, batch: Sequence[Any], model: Any, inference_args: dict[str, Any] | None = None
     ) -> list[PredictionResult]:
+        """One PredictionResult per element, in order. An element that cannot be classified (malformed,
+        refused labels, or, in the isolating copy, an inference that raises) gets ``Failed(reason)``
+        as its inference, alone: the rest of the batch is classified."""
         batch = list(batch)
         if not batch:
             return []
-        if self._isolate:
-            return self._isolating_inference(batch, model)
-        texts, labels = zip(*(extract(e, self.text_field, self.labels_field) for e in batch))
-        done = classify_batch(self.config, list(texts), list(labels), model)
-        _count_batch(done)
-        _count_rows(len(batch), sum(r not in _NULL_REASONS for r in done.reasons))
-        return [PredictionResult(e, r, self.model_id) for e, r in zip(batch, done.records)]
+        done = _merge(len(batch), *self._parts(batch, model))
+        count_stats(done.stats)
+        _metrics()["batch_size"].update(len(batch))
+        _metrics()["batch_tokens"].update(done.stats.real_tokens)
+        log_failed(done.outcomes)
+        inferences = [_inference(r, o) for r, o in zip(done.records, done.outcomes)]
+        return [PredictionResult(e, x, self.model_id) for e, x in zip(batch, inferences)]
+
+    def _parts(self, batch: list[Any], model: Any) -> list[tuple[list[int], _Batch]]:
+        parts, good, texts, labels = [], [], [], []
+        for i, element in enumerate(batch):
+            try:
+                text, own = extract(element, self.text_field, self.labels_field)
+            except ElementError as exc:
+                parts.append(([i], _failed_alone(f"ElementError: {exc}", "malformed_element")))
+                continue
+            good.append(i)
+            texts.append(text)
+            labels.append(own)
+        if texts:
+            parts.append((good, self._classify(texts, labels, model)))
+        return parts
+
+    def _classify(self, texts: list[Any], labels: list[Any], model: Any) -> _Batch:
+        if not self._isolate:
+            return classify_batch(self.config, texts, labels, model)
+        try:
+            return classify_batch(self.config, texts, labels, model)
+        except Exception as exc:
+            if len(texts) == 1:
+                return _failed_alone(f"{type(exc).__name__}: {exc}", "inference_error")
+            logger.warning("a batch of %d failed (%s); retrying it in halves", len(texts), exc)
+            half = len(texts) // 2
+            first = self._classify(texts[:half], labels[:half], model)
+            second = self._classify(texts[half:], labels[half:], model)
+            return _merge(len(texts), (list(range(half)), first), (list(range(half, len(texts))), second))
+
+    def update_model_path(self, model_path: str | None = None) -> None:
+        """Serve `model_path` from now on (RunInference's model_metadata_pcoll / WatchFilePattern).
+
+        Beam calls this on the worker, then :meth:`load_model`; results then carry the new model's id.
+        """
+        if not model_path or model_path == self.config.model:
+            return
+        self.config = self.config.with_(model=model_path)
+        self.model_id = redact(model_path)
+        logger.info("GLiClass model updated to %s", self.model_id)
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
         total = 0
@@ -352,9 +441,6 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
                 text = None
             total += len(text.encode("utf-8", "replace")) if isinstance(text, str) else 0
         return total
-
-    def get_metrics_namespace(self) -> str:
-        return NAMESPACE
 
     def validate_inference_args(self, inference_args: dict[str, Any] | None) -> None:
         if inference_args:
@@ -372,43 +458,12 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
     # -- helpers ----------------------------------------------------------------------------------------
 
     def isolating(self) -> GLiClassModelHandler:
-        """A copy whose failures stay per element: a failed element's inference is a Failed(reason)."""
+        """A copy that also isolates inference errors: a batch that raises is retried in halves, down to
+        the element that raises, whose inference becomes Failed(reason)."""
         copy = object.__new__(type(self))
         copy.__dict__.update(self.__dict__)
         copy._isolate = True
         return copy
-
-    def _isolating_inference(self, batch: list[Any], model: Any) -> list[PredictionResult]:
-        inferences: list[Any] = [None] * len(batch)
-        good, texts, labels = [], [], []
-        for i, element in enumerate(batch):
-            try:
-                text, own = extract(element, self.text_field, self.labels_field)
-            except ElementError as exc:
-                inferences[i] = Failed(f"ElementError: {exc}")
-                continue
-            good.append(i)
-            texts.append(text)
-            labels.append(own)
-        for i, inference in zip(good, self._classify_isolated(texts, labels, model)):
-            inferences[i] = inference
-        _count_rows(len(batch), sum(isinstance(x, Failed) for x in inferences))
-        return [PredictionResult(e, x, self.model_id) for e, x in zip(batch, inferences)]
-
-    def _classify_isolated(self, texts: list[Any], labels: list[Any], model: Any) -> list[Any]:
-        if not texts:
-            return []
-        try:
-            done = classify_batch(self.config, texts, labels, model)
-        except Exception as exc:
-            if len(texts) == 1:
-                return [Failed(f"{type(exc).__name__}: {exc}")]
-            logger.warning("a batch of %d failed (%s); retrying it in halves", len(texts), exc)
-            half = len(texts) // 2
-            first = self._classify_isolated(texts[:half], labels[:half], model)
-            return first + self._classify_isolated(texts[half:], labels[half:], model)
-        _count_batch(done)
-        return [x if r in _NULL_REASONS else Failed(r) for x, r in zip(done.records, done.reasons)]
 
     def _worker_config(self) -> ClassifyConfig:
         if self.config.device != "auto" or not self.share_model_across_processes():
@@ -576,6 +631,8 @@ class _Validate(beam.DoFn):
         try:
             extract(element, self.text_field, self.labels_field)
         except ElementError as exc:
+            count_stats(_failed_alone(str(exc), "malformed_element").stats)
+            count_dead_letters()
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(element, str(exc), "validate"))
             return
         yield element
@@ -584,6 +641,7 @@ class _Validate(beam.DoFn):
 class _SplitFailures(beam.DoFn):
     def process(self, result: PredictionResult) -> Iterable[Any]:
         if isinstance(result.inference, Failed):
+            count_dead_letters()
             reason = result.inference.reason
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(result.example, reason, "inference"))
         else:
@@ -593,8 +651,11 @@ class _SplitFailures(beam.DoFn):
 def _unbatch(failure: tuple[Any, Any]) -> Iterable[dict[str, Any]]:
     batch, (exc_type, exc_repr, _) = failure
     name = getattr(exc_type, "__name__", str(exc_type))
+    reason = redact(f"{name} (whole batch): {exc_repr}")
     for element in batch:
-        yield dead_letter(element, f"{name} (whole batch): {exc_repr}", "inference")
+        count_stats(_failed_alone(reason, "batch_error").stats)
+        count_dead_letters()
+        yield dead_letter(element, reason, "inference")
 
 
 class ClassifyText(beam.PTransform):

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner  # 
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # noqa: E402
 from apache_beam.testing.test_stream import TestStream as Stream  # noqa: E402
 from apache_beam.transforms import window  # noqa: E402
+from beam_support import collected, sink  # noqa: E402
 
 from gliclass_pipelines import Classifier, ConfigError  # noqa: E402
 from gliclass_pipelines import beam as gbeam  # noqa: E402
@@ -42,24 +41,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # ------------------------------------------------------------------------------------------------------
 # helpers
-
-
-def sink(pcoll, directory: Path, label: str = "Sink"):
-    """Write every element to its own pickle file: works in any window, runner and process."""
-    directory.mkdir(parents=True, exist_ok=True)
-
-    def write(item, directory=str(directory)):
-        import os
-        import pickle
-
-        with open(os.path.join(directory, uuid.uuid4().hex), "wb") as handle:
-            pickle.dump(item, handle)
-
-    return pcoll | label >> beam.Map(write)
-
-
-def collected(directory: Path) -> list:
-    return [pickle.loads(p.read_bytes()) for p in directory.iterdir()] if directory.exists() else []
 
 
 def assert_same(got, want) -> None:
@@ -211,11 +192,14 @@ def test_from_config_keeps_the_job_and_its_options(tiny_checkpoint, clf, texts):
     assert got != pytest.approx({x["label"]: x["score"] for x in without}, abs=1e-6)
 
 
-def test_run_inference_raises_on_a_malformed_element(tiny_checkpoint, clf, texts):
+def test_run_inference_fails_a_malformed_element_alone(tiny_checkpoint, clf, texts):
     handler = GLiClassModelHandler(tiny_checkpoint, LABELS)
+    want = clf.classify([texts[1]], LABELS)[0]
     for bad in ({"txt": texts[0]}, {"text": texts[0], "labels": "games"}, {"text": 3}, 7):
-        with pytest.raises(gbeam.ElementError):
-            handler.run_inference([texts[1], bad], clf)
+        good, failed = handler.run_inference([texts[1], bad], clf)
+        assert_same(good.inference, want)
+        assert isinstance(failed.inference, gbeam.Failed) and failed.example == bad
+        assert failed.inference.reason.startswith("ElementError")
 
 
 def test_isolating_handler_keeps_failures_per_element(tiny_checkpoint, clf, texts, monkeypatch):
@@ -261,6 +245,12 @@ def test_handler_on_fnapirunner_equals_classifier(tiny_checkpoint, clf, texts, t
     assert metrics["batch_size"][0] == len(elements)
     assert metrics["batch_size"][1] > 1  # token-weighted batches, not one big batch
     assert metrics["batch_tokens"][0] == want.stats["real_tokens"]
+    beams_own = {
+        (m.key.metric.namespace, m.key.metric.name): m.committed
+        for m in pipeline.result.metrics().query()["counters"]
+    }
+    assert beams_own[("RunInference", "num_inferences")] == len(elements)  # where Beam's dashboards look
+    assert not any(ns == "gliclass" and name == "num_inferences" for ns, name in beams_own)
 
 
 def test_keyed_model_handler(tiny_checkpoint, clf, texts, tmp_path):
@@ -272,6 +262,68 @@ def test_keyed_model_handler(tiny_checkpoint, clf, texts, tmp_path):
     for key, expected in enumerate(clf.classify(texts[:20], LABELS)):
         assert results[key].example == texts[key]
         assert_same(results[key].inference, expected)
+
+
+def test_with_exception_handling_gets_only_what_failed(tiny_checkpoint, clf, texts, tmp_path):
+    bad = [42, {"body": "no text field"}]
+    elements = texts[:10] + bad + texts[10:20]  # 22 elements, 2 bad, in one batch
+    handler = GLiClassModelHandler(tiny_checkpoint, LABELS)
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        results, failed = pipeline | beam.Create(elements) | RunInference(handler).with_exception_handling()
+        sink(results, tmp_path / "results", "SinkResults")
+        sink(failed.failed_inferences, tmp_path / "failed", "SinkFailed")
+    assert collected(tmp_path / "failed") == []  # Beam's failed output: no good element sent there
+    results = collected(tmp_path / "results")
+    assert len(results) == 22
+    failures = [r for r in results if isinstance(r.inference, gbeam.Failed)]
+    assert sorted(map(str, (r.example for r in failures))) == sorted(map(str, bad))
+    got = {r.example: r.inference for r in results if isinstance(r.example, str)}
+    for text, expected in zip(texts[:20], clf.classify(texts[:20], LABELS)):
+        assert_same(got[text], expected)
+    stats = gbeam.run_stats(pipeline.result)
+    assert (stats.rows, stats.ok, stats.failed) == (22, 20, 2)
+
+
+def test_classify_text_counts_dead_letters(tiny_checkpoint, texts, tmp_path):
+    elements = texts[:20] + [7, {"text": texts[0], "labels": ["games", "games"]}]  # 22 in, 2 dead
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        out = pipeline | beam.Create(elements) | ClassifyText(tiny_checkpoint, LABELS)
+        sink(out.dead_letters, tmp_path / "dead", "SinkDead")
+    assert len(collected(tmp_path / "dead")) == 2
+    assert gbeam.dead_letter_count(pipeline.result) == 2
+    assert gbeam.run_stats(pipeline.result).failed == 2
+
+
+def test_model_update_through_a_side_input(tiny_checkpoint, checkpoint_factory, texts, tmp_path):
+    from apache_beam.ml.inference.base import ModelMetadata
+
+    second = str(checkpoint_factory(seed=13))
+    handler = GLiClassModelHandler(tiny_checkpoint, LABELS, output="scores")
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        update = pipeline | "Update" >> beam.Create([ModelMetadata(model_id=second, model_name="second")])
+        elements = pipeline | "Texts" >> beam.Create(texts[:12])
+        sink(elements | RunInference(handler, model_metadata_pcoll=update), tmp_path)
+    results = collected(tmp_path)
+    assert len(results) == 12 and {r.model_id for r in results} == {second}
+    new = Classifier.load(second).run(texts[:12], LABELS, return_all=True).results
+    old = Classifier.load(str(tiny_checkpoint)).run(texts[:12], LABELS, return_all=True).results
+    got = {r.example: r.inference for r in results}
+    for text, want, before in zip(texts, new, old):
+        assert got[text] == pytest.approx({x["label"]: x["score"] for x in want}, abs=1e-5)
+        assert got[text] != pytest.approx({x["label"]: x["score"] for x in before}, abs=1e-5)
+
+
+def test_update_model_path_swaps_the_model_a_worker_loads(tiny_checkpoint, checkpoint_factory, texts):
+    second = str(checkpoint_factory(seed=13))
+    handler = GLiClassModelHandler(tiny_checkpoint, LABELS)
+    handler.update_model_path(second)
+    model = handler.load_model()
+    assert model is Classifier.load(second)
+    assert handler.run_inference(texts[:1], model)[0].model_id == second
+    handler.update_model_path(None)  # Beam's "no update": keep the model
+    assert handler.config.model == second
+    with pytest.raises(ConfigError):
+        handler.update_model_path("not a model id!")
 
 
 def test_glicass_dofn_shares_one_model(checkpoint_factory, texts, tmp_path):
@@ -328,8 +380,10 @@ def test_classify_text_dead_letters(tiny_checkpoint, clf, texts, tmp_path, monke
     assert reasons[str(poisoned[3])][0] == "inference" and "empty label" in reasons[str(poisoned[3])][1]
     assert reasons[str(poisoned[4])] == ("inference", "RuntimeError: the engine choked")
     # the two inference failures shared one batch with every good element, which still succeeded
-    assert gliclass_metrics(pipeline.result)["rows"] == len(good) + 2
-    assert gliclass_metrics(pipeline.result)["failed_rows"] == 2
+    stats = gbeam.run_stats(pipeline.result)
+    assert (stats.rows, stats.ok, stats.failed) == (len(elements), len(good), len(poisoned))
+    assert stats.reasons == {"malformed_element": 3, "invalid_labels": 1, "inference_error": 1}
+    assert gbeam.dead_letter_count(pipeline.result) == len(poisoned)
     got = {r.example: r.inference for r in results}
     assert sorted(got) == sorted(good)
     for text, expected in zip(good, real_run(clf, good, LABELS).results):
