@@ -154,10 +154,25 @@ def test_spark_per_row_labels_example(spark, tiny_checkpoint, monkeypatch):
         assert row["candidates"] == (module["DEBIAN"] if row["source"] == "debian" else module["PYPI"])
 
 
+SPARK_SCRIPTS = ["spark_quickstart.py", "spark_per_row_labels.py"]
+AS_SCRIPTS = """
+import runpy, sys
+for path in sys.argv[1:]:
+    print("=== " + path, flush=True)
+    sys.argv, sys.path[0] = [path], path.rsplit("/", 1)[0]  # as `python examples/<name>` sets them
+    runpy.run_path(path, run_name="__main__")
+"""
+
+
 @pytest.mark.spark
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["spark_quickstart.py", "spark_per_row_labels.py"])
-def test_spark_examples_as_scripts(name, tiny_checkpoint):
-    done = run(example(name), example_env(tiny_checkpoint))
+def test_spark_examples_as_scripts(tiny_checkpoint):
+    """Each Spark example's __main__ block (which starts and stops its own local[2] session), run one
+    after the other in one fresh Python process: one interpreter and JVM start for both, not one each."""
+    paths = [str(EXAMPLES / name) for name in SPARK_SCRIPTS]
+    done = run([sys.executable, "-c", AS_SCRIPTS, *paths], example_env(tiny_checkpoint))
     assert done.returncode == 0, done.stderr
-    assert sum(identifier in done.stdout for identifier in SAMPLE_IDS) == len(SAMPLE_IDS)
+    printed = done.stdout.split("=== ")[1:]
+    assert [out.splitlines()[0] for out in printed] == paths
+    for out in printed:
+        assert sum(identifier in out for identifier in SAMPLE_IDS) == len(SAMPLE_IDS), out
