@@ -365,6 +365,8 @@ def test_spark_runner(fmt, spark, inputs, rows, expected, tiny_checkpoint, tmp_p
     assert result_type(output) == result_type(local)  # the same Parquet schema from both runners
     assert pq.read_schema(cli.part_files(output)[0]).field("id").type == pa.string()
     assert "done with the spark runner" in out and f"rows          {N_ROWS}" in out
+    truncated = [json.loads((path / cli.SUCCESS).read_text())["truncated"] for path in (local, output)]
+    assert truncated[0] == truncated[1] > 0  # the engine's own RunStats, through an accumulator
 
 
 @pytest.mark.spark
@@ -393,4 +395,4 @@ def test_beam_runner_on_jsonl(inputs, rows, expected, tiny_checkpoint, tmp_path,
     assert result_type(output) == result_type(local)
     assert "done with the beam runner" in out
     truncated = [json.loads((path / cli.SUCCESS).read_text())["truncated"] for path in (local, output)]
-    assert truncated[0] == truncated[1] > 0  # from Beam's metrics
+    assert truncated[0] == truncated[1] > 0  # the engine's own RunStats, from Beam's metrics

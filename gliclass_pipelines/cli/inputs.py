@@ -227,10 +227,10 @@ def _jsonl_records(path: Path, lines: Any, id_column: str | None) -> Iterator[tu
                 yield value, (path, number), None
                 continue
             reason = f"a JSON {type(value).__name__}, not an object"
-        yield _id_only(line, id_column), (path, number), Problem(path, number, reason)
+        yield id_of_broken_line(line, id_column), (path, number), Problem(path, number, reason)
 
 
-def _id_only(line: bytes, id_column: str | None) -> dict | None:
+def id_of_broken_line(line: bytes, id_column: str | None) -> dict | None:
     """The id of a broken JSON line, when a plain `"id": value` can be found in it."""
     if id_column is None:
         return None

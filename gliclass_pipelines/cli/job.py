@@ -83,19 +83,3 @@ def short_error(exc: BaseException) -> str:
     named = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
     text = named[-1] if named else (lines[-1] if lines else type(exc).__name__)
     return shorten(text, 2000)
-
-
-def engine_settings(config: Any) -> dict[str, Any]:
-    return {
-        "model": config.model,
-        "labels": config.labels,
-        "threshold": config.threshold,
-        "multi_label": config.multi_label,
-        "output": config.output,
-        "device": config.device,
-        "dtype": config.dtype,
-        "long_text": config.long_text,
-        "batch_tokens": config.batch_tokens,
-        "max_length": config.max_length,
-        "num_threads": config.num_threads,
-    }

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from gliclass_pipelines.checks import split_labels
-from gliclass_pipelines.cli.inputs import input_files
-from gliclass_pipelines.cli.job import RunnerError, check_model_early, engine_settings, short_error
-from gliclass_pipelines.cli.summary import Summary, stats_from_output
+from gliclass_pipelines.cli.inputs import id_of_broken_line, input_files
+from gliclass_pipelines.cli.job import RunnerError, check_model_early, short_error
+from gliclass_pipelines.cli.summary import Summary, add_computed, stats_from_output, written_rows
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
+from gliclass_pipelines.outcomes import RunStats
+from gliclass_pipelines.redaction import shorten
+
+logger = logging.getLogger(__name__)
 
 
 def run(job: Any, temp: Path, summary: Summary) -> None:
@@ -40,16 +45,15 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
             files
             | "Read" >> beam.io.ReadAllFromText()
             | "NonBlank" >> beam.Filter(lambda line: bool(line.strip()))
-            | "Parse" >> beam.Map(json.loads)
+            | "Parse" >> beam.Map(parse_line, job.id_column)
         )
     else:
         rows = files | "Read" >> beam.io.ReadAllFromParquet()
     labels_field = job.labels_column
-    settings = engine_settings(job.config)
     if labels_field is not None:
         rows = rows | "SplitLabels" >> beam.Map(_split_labels, labels_field)
-    classified = rows | "Classify" >> ClassifyText(
-        text_field=job.text_column, labels_field=labels_field, **settings
+    classified = rows | "Classify" >> ClassifyText.from_config(
+        job.config, text_field=job.text_column, labels_field=labels_field
     )
     ok = classified.results | "Results" >> beam.Map(lambda r: shape(r.example, r.inference))
     dead = classified.dead_letters | "DeadLetters" >> beam.Map(lambda d: shape(d["element"], None))
@@ -68,8 +72,13 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
         if isinstance(exc, GLiClassPipelinesError):
             raise
         raise RunnerError(f"Beam failed: {short_error(exc)}") from exc
-    stats_from_output(job, temp, summary)
-    summary.truncated = beam_counter(result, "truncated")
+    counts = {name: beam_counter(result, name) for name in ("rows", "null_inputs", "failed", "truncated")}
+    if None in counts.values():  # a runner without metrics
+        stats_from_output(job, temp, summary)
+        summary.truncated = counts["truncated"]
+        return
+    counts["failed"] += beam_counter(result, "dead_letters") or 0
+    add_computed(summary, RunStats(**counts), written_rows(temp))
 
 
 class _BeamRow:
@@ -86,6 +95,18 @@ class _BeamRow:
         row = {name: element.get(name) for name in self.names}
         row[self.result_column] = record
         return row
+
+
+def parse_line(line: str, id_column: str | None) -> dict[str, Any]:
+    """A JSON line as a dict; a line that is not a JSON object keeps only its id (a null result)."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        value = None
+    if isinstance(value, dict):
+        return value
+    logger.warning("a JSON line could not be read (its result is null): %s", shorten(line, 120))
+    return id_of_broken_line(line.encode("utf-8", "surrogateescape"), id_column) or {}
 
 
 def _split_labels(element: Any, field: str) -> Any:

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gliclass_pipelines.cli.job import RunnerError, check_model_early, engine_settings, short_error
-from gliclass_pipelines.cli.summary import Summary, stats_from_output
+from gliclass_pipelines.cli.job import RunnerError, check_model_early, short_error
+from gliclass_pipelines.cli.summary import Summary, add_computed, stats_from_output, written_rows
 from gliclass_pipelines.errors import GLiClassPipelinesError
 
 logger = logging.getLogger(__name__)
@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 
 def run(job: Any, temp: Path, summary: Summary) -> None:
     """spark.read -> classify_dataframe -> write.parquet(temp); Spark's own _SUCCESS is replaced at commit."""
+    from gliclass_pipelines.spark import classify_dataframe
+
     check_model_early(job, local=job.runner_options["spark_master"].startswith("local"))
     spark, created = spark_session(job)
     try:
@@ -24,10 +26,14 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
         labels_col = None
         if job.labels_column is not None:
             df, labels_col = spark_labels_column(df, job.labels_column)
-        out = classify_dataframe_for(job, df, labels_col)
+        stats = _accumulator(spark)
+        out = classify_dataframe(
+            df, job.text_column, job.config, output_col=job.result_column, labels_col=labels_col, stats=stats
+        )
         if labels_col != job.labels_column and labels_col is not None:
             out = out.drop(labels_col)
         out.write.mode("append").parquet(str(temp))  # temp holds our marker
+        computed = None if stats is None else stats.value
     except Exception as exc:
         if isinstance(exc, GLiClassPipelinesError):
             raise
@@ -35,8 +41,11 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
     finally:
         if created:
             spark.stop()
-    stats_from_output(job, temp, summary)
-    summary.truncated = None  # counted inside the executors, not reported back
+    if computed is None:  # Spark Connect: no accumulators
+        stats_from_output(job, temp, summary)
+        summary.truncated = None
+    else:
+        add_computed(summary, computed, written_rows(temp))
 
 
 def spark_session(job: Any) -> tuple[Any, bool]:
@@ -78,13 +87,10 @@ def spark_labels_column(df: Any, column: str) -> tuple[Any, str]:
     return df.withColumn("__gliclass_labels", split), "__gliclass_labels"
 
 
-def classify_dataframe_for(job: Any, df: Any, labels_col: str | None) -> Any:
-    from gliclass_pipelines.spark import classify_dataframe
+def _accumulator(spark: Any) -> Any:
+    from gliclass_pipelines.spark import stats_accumulator
 
-    return classify_dataframe(
-        df,
-        job.text_column,
-        output_col=job.result_column,
-        labels_col=labels_col,
-        **engine_settings(job.config),
-    )
+    try:
+        return stats_accumulator(spark)
+    except GLiClassPipelinesError:
+        return None

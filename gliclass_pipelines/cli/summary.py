@@ -7,6 +7,7 @@ the job started, model load and Spark or Beam start-up included.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 
 from gliclass_pipelines.cli.output import part_files
 from gliclass_pipelines.redaction import redact
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -88,3 +91,23 @@ def stats_from_output(job: Any, directory: Path, summary: Summary) -> None:
             summary.rows += batch.num_rows
             summary.null_inputs += pc.sum(blank).as_py() or 0
             summary.failed += pc.sum(pc.and_(pc.invert(blank), pc.is_null(result))).as_py() or 0
+
+
+def written_rows(directory: Path) -> int:
+    """Rows in the written parts, from their footers."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in part_files(directory))
+
+
+def add_computed(summary: Summary, stats: Any, written: int) -> None:
+    """Spark's or Beam's statistics (what was computed) for the rows written."""
+    summary.add(stats)
+    if summary.rows != written:
+        logger.warning(
+            "the runner computed %d rows for the %d written (tasks run again count twice); "
+            "the counts are of computed rows",
+            summary.rows,
+            written,
+        )
+        summary.rows = written
