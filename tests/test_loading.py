@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import weakref
 from pathlib import Path
 
 import fsspec
@@ -12,7 +13,10 @@ import pytest
 
 from gliclass_pipelines import Classifier, ConfigError, ModelLoadError, UnsupportedModelError
 from gliclass_pipelines.loading import (
+    DEFAULT_MAX_MODELS,
+    MAX_MODELS_ENV,
     REGISTRY,
+    ModelKey,
     ModelSource,
     Registry,
     check_device,
@@ -20,6 +24,7 @@ from gliclass_pipelines.loading import (
     load_count,
     resolve_device,
     resolve_dtype,
+    set_max_models,
 )
 
 
@@ -239,3 +244,84 @@ def test_import_is_cheap():
 def test_registry_counter_is_shared(tiny_checkpoint):
     Classifier.load(str(tiny_checkpoint), device="cpu")
     assert load_count() == REGISTRY.load_count >= 1
+
+
+def test_registry_evicts_the_least_recently_used():
+    registry = Registry(max_items=2)
+    built = []
+
+    def load(key):
+        return lambda: built.append(key) or f"model {key}"
+
+    registry.get_or_load("a", load("a"))
+    registry.get_or_load("b", load("b"))
+    assert registry.get_or_load("a", load("a")) == "model a"  # a hit: a is now the most recent
+    registry.get_or_load("c", load("c"))
+    assert registry.keys() == ["a", "c"] and registry.evict_count == 1
+    registry.get_or_load("b", load("b"))  # evicted, so built again; a goes now
+    assert registry.keys() == ["c", "b"]
+    assert built == ["a", "b", "c", "b"] and registry.load_count == 4
+    registry.set_limit(1)
+    assert registry.keys() == ["b"]
+
+
+def test_registry_limit_from_the_environment_and_the_function(monkeypatch):
+    monkeypatch.delenv(MAX_MODELS_ENV, raising=False)
+    assert Registry().limit == DEFAULT_MAX_MODELS == 2
+    monkeypatch.setenv(MAX_MODELS_ENV, "5")
+    assert Registry().limit == 5 and Registry(max_items=3).limit == 3
+    monkeypatch.setenv(MAX_MODELS_ENV, "0")
+    with pytest.raises(ConfigError, match=MAX_MODELS_ENV):
+        Registry().get_or_load("a", object)
+    with pytest.raises(ConfigError, match="positive integer"):
+        Registry(max_items=0)
+
+
+def test_concurrent_loads_under_a_limit_of_one_still_load_once():
+    registry = Registry(max_items=1)
+    calls = []
+    start = threading.Barrier(8)
+
+    def load():
+        calls.append(1)
+        return object()
+
+    got = []
+    threads = [
+        threading.Thread(target=lambda: (start.wait(), got.append(registry.get_or_load("k", load))))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and len(got) == 8 and all(item is got[0] for item in got)
+
+
+def test_a_limit_of_one_evicts_and_frees_the_older_model(tiny_checkpoint, tmp_path):
+    first, second = (
+        fresh_copy(tiny_checkpoint, tmp_path, "first"),
+        fresh_copy(tiny_checkpoint, tmp_path, "second"),
+    )
+    before = load_count()
+    set_max_models(1)
+    try:
+        clf = Classifier.load(str(first), device="cpu")
+        gone = weakref.ref(clf)
+        del clf
+        Classifier.load(str(second), device="cpu")
+        assert len(REGISTRY.keys()) == 1 and gone() is None  # dropped and collected
+        Classifier.load(str(first), device="cpu")
+        assert load_count() - before == 3
+    finally:
+        set_max_models(None)
+
+
+def test_model_key_separates_device_dtype_and_precision():
+    source = ModelSource.parse("/opt/models/edge")
+    key = ModelKey(source, "cpu", "float32")
+    assert key == ModelKey(source, "cpu", "float32") and len({key, ModelKey(source, "cpu", "bfloat16")}) == 2
+    assert key != ModelKey(source, "cpu", "float32", precision="int8")
+    assert str(ModelKey(source, "cuda:0", "float16", precision="int8")) == (
+        "/opt/models/edge on cuda:0 (float16, precision=int8)"
+    )
