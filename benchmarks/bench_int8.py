@@ -46,6 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--corpus", default="debian", choices=sorted(common.CORPORA))
     parser.add_argument("--contenders", default=None, help="comma list of names (default: all)")
     parser.add_argument("--name", default="int8")
+    parser.add_argument(
+        "--quality-model", type=Path, default=None, help="a trained Debtags GLiClass: F1 float32 vs int8"
+    )
+    parser.add_argument("--quality-rows", type=int, default=None, help="first N rows per split (smoke runs)")
     args = parser.parse_args(argv)
     args.shape_names = [s for s in args.shapes.split(",") if s]
     args.label_counts = [int(x) for x in args.labels.split(",") if x]
@@ -57,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # Contenders: each a Classifier over the same checkpoint, or the reference pipeline
 
 
-def classifier_with(path: Path, convert: Callable[[Any], Any] | None) -> Any:
+def classifier_with(path: Path, convert: Callable[[Any], Any] | None, max_length: int | None = None) -> Any:
     """A Classifier on a fresh float32 copy of the checkpoint, its model passed through `convert`."""
     from gliclass_pipelines.engine import Classifier
     from gliclass_pipelines.loading import load_checkpoint
@@ -67,11 +71,17 @@ def classifier_with(path: Path, convert: Callable[[Any], Any] | None) -> Any:
     if convert is not None:
         model = convert(model) or model
     return Classifier(
-        model, tokenizer, source=str(path), device="cpu", dtype="float32", label_tokenizer=label_tokenizer
+        model,
+        tokenizer,
+        source=str(path),
+        device="cpu",
+        dtype="float32",
+        label_tokenizer=label_tokenizer,
+        max_length=max_length,
     )
 
 
-def onnx_int8(threads: int, keep: tuple[str, ...]) -> Callable[[Any], Any]:
+def onnx_int8(threads: int, keep: str) -> Callable[[Any], Any]:
     from gliclass_pipelines.quantize import quantize
 
     return lambda model: quantize(model, threads=threads, keep_float32=keep)
@@ -103,8 +113,8 @@ def builders(threads: int) -> dict[str, Callable[[Any], Any] | None]:
     return {
         "float32": None,
         "int8 (onnxruntime, FFN out fp32)": onnx_int8(threads, KEEP_FLOAT32),
-        "int8 (onnxruntime, all matmuls)": onnx_int8(threads, ()),
-        "onnxruntime float32": onnx_int8(threads, ("MatMul",)),  # every MatMul excluded: a float32 graph
+        "int8 (onnxruntime, all matmuls)": onnx_int8(threads, "none"),
+        "onnxruntime float32": onnx_int8(threads, "all"),  # the same graph, every MatMul left float32
         "int8 (torchao)": torchao_int8,
         "int8 (torch.ao, deprecated)": torch_ao_dynamic,
     }
@@ -295,11 +305,69 @@ def environment(args: Any) -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------------------------------------
+# Accuracy on a trained model: the Debtags split and metrics of bench_quality.py
+
+
+def quality(args: Any) -> dict[str, Any]:
+    """Test-split micro-F1 of float32 and int8 (at 0.5, and calibrated on the validation split)."""
+    import bench_quality
+    import torch
+
+    from gliclass_pipelines.quality.calibrate import calibrate
+    from gliclass_pipelines.quality.evaluate import gold_matrix, predict_scores, score_matrix
+    from gliclass_pipelines.quantize import KEEP_FLOAT32
+
+    torch.set_num_threads(args.thread_counts[0])
+    splits, labels = bench_quality.load(bench_quality.DATA)
+    splits = {k: v[: args.quality_rows] for k, v in splits.items()}
+    y_val = gold_matrix([r["labels"] for r in splits["val"]], labels)
+    out: dict[str, Any] = {"model": str(args.quality_model), "labels": len(labels), "rows": {}}
+    scores: dict[str, dict[str, Any]] = {}
+    threads = args.thread_counts[0]
+    variants = {
+        "float32": None,
+        "int8": onnx_int8(threads, KEEP_FLOAT32),
+        "int8 all matmuls": onnx_int8(threads, "none"),
+    }
+    for name, convert in variants.items():
+        clf = classifier_with(args.quality_model, convert, max_length=bench_quality.MAX_LENGTH)
+        scores[name] = {}
+        for split in ("val", "test"):
+            texts = [r["text"] for r in splits[split]]
+            started, cpu = time.perf_counter(), time.process_time()
+            scores[name][split] = score_matrix(predict_scores(clf, texts, labels), labels)
+            seconds = {"wall": time.perf_counter() - started, "cpu": time.process_time() - cpu}
+            out.setdefault("seconds", {}).setdefault(name, {})[split] = seconds
+            out["rows"][split] = len(texts)
+        fitted = calibrate(scores[name]["val"], y_val, labels)
+        out[name] = {
+            "at_0.5": bench_quality.metrics(scores[name]["test"], splits["test"], labels, None),
+            "calibrated": bench_quality.metrics(
+                scores[name]["test"], splits["test"], labels, fitted.thresholds
+            ),
+        }
+    for name in list(variants)[1:]:
+        out[name]["score_diff"] = distribution(scores[name]["test"] - scores["float32"]["test"])
+        out[name]["micro_f1_change"] = {
+            k: out[name][k]["micro_f1"] - out["float32"][k]["micro_f1"] for k in ("at_0.5", "calibrated")
+        }
+    out["loadavg"] = os.getloadavg()
+    for name in variants:
+        print(name, json.dumps(out[name]), flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     import transformers
 
     transformers.logging.set_verbosity_error()
     args = parse_args(argv)
+    if args.quality_model:
+        result = quality(args)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{args.name}-quality.json").write_text(json.dumps(result, indent=1) + "\n")
+        return 0
     report = {"environment": environment(args)}
     report["cells"] = [cell for shape in args.shape_names for cell in run_shape(shape, args)]
     report["environment"]["loadavg_end"] = os.getloadavg()

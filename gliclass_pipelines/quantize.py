@@ -3,9 +3,9 @@
 ``precision="int8"`` is an explicit opt-in. The encoder's matrix multiplications get int8 weights (one
 scale per output channel) and int8 activations quantized on the fly; the embeddings, norms, attention
 softmax and the whole GLiClass head (projectors, scorer, calibrator) stay float32 in torch. The
-feed-forward output projections (``KEEP_FLOAT32``) stay float32 too: their inputs carry the widest
-activations, and keeping them halves the largest score differences for a small cost in speed
-(benchmarks/results/int8.md).
+feed-forward output projections (``KEEP_FLOAT32``: the MatMuls that read more features than the hidden
+size) stay float32 too: their inputs carry the widest activations, and keeping them float32 cut the
+largest score differences by a third to a half for about 15% of the speed (benchmarks/results/int8.md).
 
 ONNX Runtime quantizes activations with one scale per tensor, so the encoder runs each sequence on its
 own, unpadded: a text's scores then do not depend on which texts share its batch, as with float32.
@@ -30,7 +30,7 @@ from gliclass_pipelines.errors import ConfigError, ModelLoadError
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("float32", "int8")
-KEEP_FLOAT32 = ("mlp/Wo/",)  # ONNX node-name fragments of the MatMuls that stay float32
+KEEP_FLOAT32 = "ffn-output"  # which weight MatMuls stay float32: "ffn-output", "none" or "all"
 EXPORT_TOLERANCE = 1e-3  # largest hidden-state difference of the float32 export to torch
 _PROBE_LENGTHS = (300, 37, 3)  # the first one is traced: longer than ModernBERT's 128-token local window
 _ALTERNATIVES = (
@@ -63,15 +63,18 @@ def precision_device(precision: str, device: str | None) -> str | None:
     return device
 
 
-def quantize(model: Any, *, threads: int | None = None, keep_float32: tuple[str, ...] = KEEP_FLOAT32) -> Any:
+def quantize(model: Any, *, threads: int | None = None, keep_float32: str = KEEP_FLOAT32) -> Any:
     """Turn a loaded float32 GLiClass uni-encoder (on CPU) into its int8 variant, in place; return it.
 
     ``model.model.encoder_model`` is replaced by an int8 module (:func:`int8_encoder_class`); the
     float32 encoder's weights are released. ``threads``: ONNX Runtime intra-op threads (default:
-    torch's current count).
+    torch's current count). ``keep_float32``: "ffn-output" (the feed-forward output projections),
+    "none" or "all" (a float32 graph: for comparisons).
     """
     import torch
 
+    if keep_float32 not in ("ffn-output", "none", "all"):
+        raise ConfigError(f"keep_float32 must be 'ffn-output', 'none' or 'all', got {keep_float32!r}")
     _check_quantizable(model)
     inner = model.model
     inner.encoder_model = int8_encoder_class()(
@@ -107,7 +110,7 @@ def _check_quantizable(model: Any) -> None:
         )
 
 
-def build_int8_session(encoder: Any, config: Any, keep_float32: tuple[str, ...] = KEEP_FLOAT32) -> bytes:
+def build_int8_session(encoder: Any, config: Any, keep_float32: str = KEEP_FLOAT32) -> bytes:
     """The encoder as a quantized ONNX model (serialized): exported, checked against torch, quantized."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -116,7 +119,7 @@ def build_int8_session(encoder: Any, config: Any, keep_float32: tuple[str, ...] 
         exported, quantized = Path(tmp) / "encoder.onnx", Path(tmp) / "encoder-int8.onnx"
         export_encoder(encoder, probes[0], exported)
         check_export(encoder, exported.read_bytes(), probes)
-        excluded = [name for name in matmul_names(exported) if any(k in name for k in keep_float32)]
+        excluded = float32_matmuls(exported, config.encoder_config.hidden_size, keep_float32)
         with _quiet_quantizer():
             quantize_dynamic(
                 exported,
@@ -195,10 +198,19 @@ def check_export(encoder: Any, onnx_model: bytes, probes: list[Any]) -> None:
             )
 
 
-def matmul_names(path: Path) -> list[str]:
+def float32_matmuls(path: Path, hidden_size: int, keep: str) -> list[str]:
+    """Names of the weight MatMuls to leave in float32: a feed-forward output projection is the one
+    whose weight (stored in x out) reads more features than the hidden size."""
     import onnx
 
-    return [node.name for node in onnx.load(str(path)).graph.node if node.op_type == "MatMul"]
+    graph = onnx.load(str(path)).graph
+    shapes = {weight.name: tuple(weight.dims) for weight in graph.initializer}
+    names = []
+    for node in graph.node:
+        weight = shapes.get(node.input[1]) if node.op_type == "MatMul" else None
+        if weight and (keep == "all" or (keep == "ffn-output" and weight[0] > hidden_size)):
+            names.append(node.name)
+    return names
 
 
 def _session(onnx_model: bytes, threads: int) -> Any:

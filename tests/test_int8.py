@@ -138,3 +138,19 @@ def test_an_export_that_does_not_match_torch_is_refused(checkpoint_factory, monk
     with pytest.raises(ModelLoadError, match="differs from torch.*precision='float32'"):
         quantize(model)
     assert model.model.encoder_model is encoder  # the float32 model is left as it was
+
+
+def test_the_onnx_path_without_int8_matches_float32(checkpoint_factory):
+    """With every MatMul left float32 the exported graph, run one unpadded sequence at a time, gives
+    float32's scores: what int8 changes is the quantization alone."""
+    from gliclass_pipelines.engine import Classifier
+    from gliclass_pipelines.loading import load_checkpoint
+
+    path = checkpoint_factory(backbone="modernbert")
+    model, tokenizer, _ = load_checkpoint(path, str(path))
+    quantize(model.eval(), threads=1, keep_float32="all")
+    graph = Classifier(model, tokenizer, source=str(path), device="cpu", dtype="float32")
+    float32 = fresh_classifier(path, int8=False)
+    np.testing.assert_allclose(score_table(graph, TEXTS), score_table(float32, TEXTS), atol=1e-4)
+    with pytest.raises(ConfigError, match="keep_float32 must be"):
+        quantize(model, keep_float32="some")
