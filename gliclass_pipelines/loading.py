@@ -557,8 +557,9 @@ class Registry:
     def set_limit(self, max_items: int | None) -> None:
         """Hold at most ``max_items`` objects (None: back to the environment's or default limit)."""
         self._limit = None if max_items is None else _positive(max_items)
+        limit = self.limit
         with self._lock:
-            evicted = self._evict_over_limit()
+            evicted = self._evict_over_limit(limit)
         _free(evicted)
 
     def get_or_load(self, key: Hashable, load: Callable[[], T]) -> T:
@@ -572,19 +573,19 @@ class Registry:
                 if key in self._items:
                     self._items.move_to_end(key)
                     return self._items[key]
+            limit = self.limit  # a bad $GLICLASS_PIPELINES_MAX_MODELS fails before loading
             started = time.perf_counter()
             item = load()
             with self._lock:
                 self._items[key] = item
                 self.load_count += 1
                 self.load_seconds += time.perf_counter() - started
-                evicted = self._evict_over_limit()
+                evicted = self._evict_over_limit(limit)
         _free(evicted)
         return item
 
-    def _evict_over_limit(self) -> list[tuple[Hashable, Any]]:
+    def _evict_over_limit(self, limit: int) -> list[tuple[Hashable, Any]]:
         evicted = []
-        limit = self.limit
         while len(self._items) > limit:
             evicted.append(self._items.popitem(last=False))
             self.evict_count += 1

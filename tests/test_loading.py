@@ -271,8 +271,10 @@ def test_registry_limit_from_the_environment_and_the_function(monkeypatch):
     monkeypatch.setenv(MAX_MODELS_ENV, "5")
     assert Registry().limit == 5 and Registry(max_items=3).limit == 3
     monkeypatch.setenv(MAX_MODELS_ENV, "0")
+    built = []
     with pytest.raises(ConfigError, match=MAX_MODELS_ENV):
-        Registry().get_or_load("a", object)
+        Registry().get_or_load("a", lambda: built.append(1))
+    assert built == []  # refused before loading anything
     with pytest.raises(ConfigError, match="positive integer"):
         Registry(max_items=0)
 
