@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from reliability_support import ATTACKS, case
+from reliability_support import ATTACKS, FAULTS, INPUTS, case
 
 from gliclass_pipelines import cli
 from gliclass_pipelines.cli.ownership import MARKER
@@ -212,3 +212,156 @@ def test_genuine_previous_output_is_replaced(source, tiny_checkpoint, tmp_path):
     assert cli.main(classify(source, output, tiny_checkpoint, "skip-existing")) == 0
     assert (output / cli.SUCCESS).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bad records: the job keeps going, the row is kept with a null result, the file and line are named
+
+
+def run_ok(args: list[str], capsys, caplog) -> tuple[list[dict], dict, str]:
+    """Rows, _SUCCESS and the warnings of a run that must succeed."""
+    import pyarrow.parquet as pq
+
+    code = cli.main(args)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    output = Path(args[args.index("--output") + 1])
+    logged = err + caplog.text
+    return pq.read_table(output).to_pylist(), json.loads((output / cli.SUCCESS).read_text()), logged
+
+
+def good_rows(n: int) -> list[dict]:
+    return [{"id": f"{i:05d}", "text": f"a library for parsing file format number {i}"} for i in range(n)]
+
+
+@case(
+    INPUTS,
+    "2,000 good JSON lines and a truncated last line (the issue's 60,000-row case, smaller)",
+    "exit 0: 2,001 rows in order, the last with its id and a null result; failed 1, named by file and line",
+)
+def test_truncated_last_jsonl_line(tiny_checkpoint, tmp_path, capsys, caplog):
+    source = tmp_path / "rows.jsonl"
+    lines = [json.dumps(r) for r in good_rows(2000)] + ['{"id": "02000", "text": "cut off in the mid']
+    source.write_text("\n".join(lines), encoding="utf-8")
+    args = classify(source, tmp_path / "out", tiny_checkpoint, "error") + ["--id-column", "id"]
+    rows, success, err = run_ok(args, capsys, caplog)
+    assert [r["id"] for r in rows] == [f"{i:05d}" for i in range(2001)]
+    assert rows[-1]["gliclass"] is None and all(r["gliclass"] is not None for r in rows[:-1])
+    assert (success["rows"], success["failed"], success["bad_records"]) == (2001, 1, 1)
+    assert f"{source} line 2001: not valid JSON" in err
+
+
+@case(
+    INPUTS,
+    "CSV with a byte that is not UTF-8 in a text and in another column, after a quoted two-line value",
+    "exit 0: the first row's result null (failed), the other row classified with that field null; real lines",
+)
+def test_csv_with_a_byte_that_is_not_utf8(tiny_checkpoint, tmp_path, capsys, caplog):
+    source = tmp_path / "rows.csv"
+    source.write_bytes(
+        b'id,section,text\n001,libs,"a text over\ntwo lines"\n002,libs,bad \xff byte\n'
+        b"003,g\xffmes,a chess engine\n004,net,a web server\n"
+    )
+    rows, success, err = run_ok(classify(source, tmp_path / "out", tiny_checkpoint, "error"), capsys, caplog)
+    assert [r["id"] for r in rows] == ["001", "002", "003", "004"]
+    assert rows[1]["gliclass"] is None and rows[1]["text"] is None
+    assert rows[2]["section"] is None and rows[2]["gliclass"] is not None
+    assert (success["rows"], success["failed"], success["bad_records"]) == (4, 1, 2)
+    assert f"{source} line 4: not UTF-8 in column(s) text" in err
+    assert f"{source} line 5: not UTF-8 in column(s) section" in err
+
+
+@case(
+    INPUTS,
+    "JSON lines whose text turns into a number (and whose id into a list) after the rows that set the types",
+    "exit 0: those rows kept; the number's row null (failed), the other with a null id; lines named",
+)
+def test_text_that_turns_into_a_number(tiny_checkpoint, tmp_path, monkeypatch, capsys, caplog):
+    from gliclass_pipelines.cli import inputs
+
+    monkeypatch.setattr(inputs, "SCHEMA_ROWS", 100)  # the types come from the first 100 rows
+    rows_in = good_rows(160)
+    rows_in[150]["text"] = 42
+    rows_in[151]["id"] = ["not", "an", "id"]
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows_in), encoding="utf-8")
+    rows, success, err = run_ok(classify(source, tmp_path / "out", tiny_checkpoint, "error"), capsys, caplog)
+    assert len(rows) == 160 and rows[150]["id"] == "00150" and rows[150]["gliclass"] is None
+    assert rows[151]["id"] is None and rows[151]["gliclass"] is not None
+    assert (success["failed"], success["bad_records"]) == (1, 2)
+    assert f"{source} line 151: 'text' holds 42, not string" in err
+    assert f"{source} line 152: 'id' holds" in err
+
+
+@case(
+    INPUTS,
+    "a 5 MB text in JSON lines and in CSV (over Arrow's default block size)",
+    "exit 0: the long row classified (truncated), its neighbours too",
+)
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_5_mb_text(fmt, tiny_checkpoint, tmp_path, capsys, caplog):
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    rows_in = good_rows(3)
+    rows_in[1]["text"] = "word " * 1_000_000
+    source = tmp_path / f"rows.{fmt}"
+    if fmt == "jsonl":
+        source.write_text("".join(json.dumps(r) + "\n" for r in rows_in), encoding="utf-8")
+    else:
+        pcsv.write_csv(pa.Table.from_pylist(rows_in), source)
+    rows, success, _ = run_ok(classify(source, tmp_path / "out", tiny_checkpoint, "error"), capsys, caplog)
+    assert [r["id"] for r in rows] == ["00000", "00001", "00002"]
+    assert all(r["gliclass"] is not None for r in rows)
+    assert success["truncated"] >= 1 and success["failed"] == 0
+
+
+@case(
+    INPUTS,
+    "CSV that starts with a UTF-8 byte order mark, ids with leading zeros (007)",
+    "the id column is found and stays text: 007",
+)
+def test_csv_with_a_byte_order_mark_keeps_ids(tiny_checkpoint, tmp_path, capsys, caplog):
+    source = tmp_path / "rows.csv"
+    source.write_bytes(b"\xef\xbb\xbfid,text\n007,a chess engine\n0042,a web server\n")
+    args = classify(source, tmp_path / "out", tiny_checkpoint, "error") + ["--id-column", "id"]
+    rows, _, _ = run_ok(args, capsys, caplog)
+    assert [r["id"] for r in rows] == ["007", "0042"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Secrets and echoed input
+
+
+@case(
+    ATTACKS,
+    "--model https://user:password@host/m?sig=secret, and a 100,000-character --model",
+    "exit 2 or 3; no secret in the message; a message under 2,000 characters",
+)
+def test_model_strings_are_redacted_and_cut(source, tmp_path, capsys):
+    for model in ("https://user:password@host.invalid/m?sig=secret", "m" * 100_000):
+        code = cli.main(classify(source, tmp_path / "out", model))
+        err = capsys.readouterr().err
+        assert code in (cli.EXIT_USAGE, cli.EXIT_MODEL), err
+        assert "password" not in err and "secret" not in err
+        assert len(err) < 2000 and "Traceback" not in err
+
+
+@case(
+    FAULTS,
+    "GLICLASS_PIPELINES_CACHE points at a regular file and the model is remote (memory://)",
+    "exit 3 naming GLICLASS_PIPELINES_CACHE; no output",
+)
+def test_unusable_cache_exits_3(source, tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    for path in Path(tiny_checkpoint).iterdir():
+        memory.pipe(f"/cli-cache-test/{path.name}", path.read_bytes())
+    cache = tmp_path / "cache"
+    cache.write_text("not a folder\n")  # unusable even for root, unlike a read-only folder
+    monkeypatch.setenv("GLICLASS_PIPELINES_CACHE", str(cache))
+    code = cli.main(classify(source, tmp_path / "out", "memory://cli-cache-test"))
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_MODEL, err
+    assert "GLICLASS_PIPELINES_CACHE" in err and not (tmp_path / "out").exists()
