@@ -16,6 +16,7 @@ from typing import Any
 from gliclass_pipelines.checks import check_positive_int, check_threshold
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.loading import ModelSource, check_device, check_dtype
+from gliclass_pipelines.redaction import redact
 from gliclass_pipelines.results import check_output, needs_all_labels, shape
 from gliclass_pipelines.taxonomy import Taxonomy
 
@@ -25,7 +26,7 @@ LONG_TEXT_POLICIES = ("truncate", "chunk")
 RUN_OPTIONS = ("chunk_overlap", "max_batch_rows", "prompt", "examples")  # passed on to Classifier.run
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ClassifyConfig:
     """What to run: the model, the labels (shared, or per row) and how to shape the output."""
 
@@ -84,6 +85,10 @@ class ClassifyConfig:
             merged.update({k: settings.pop(k) for k in list(settings) if k in RUN_OPTIONS})
         model = os.fspath(model) if isinstance(model, os.PathLike) else model
         return cls(model=model, labels=labels, options=merged, **settings)
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        return redact(f"ClassifyConfig({parts})")
 
     def with_(self, **changes: Any) -> ClassifyConfig:
         return replace(self, **changes)
