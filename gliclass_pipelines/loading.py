@@ -54,6 +54,7 @@ SUPPORTED_POOLINGS = ("first", "last", "avg", "max", "sum", "rms", "abs_max", "a
 SUPPORTED_SCORERS = ("simple", "weighted-dot", "mlp", "hopfield")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
+_HUB_ID_MAX = 200  # the Hub allows 96 characters per name part
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
 _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -87,7 +88,7 @@ class ModelSource:
         if spec.startswith(("/", ".", "~")) or os.path.isdir(spec):
             return cls("local", os.path.abspath(os.path.expanduser(spec)))
         repo_id, _, revision = spec.partition("@")
-        if not _HUB_ID.match(repo_id) or (_ and not revision):
+        if len(repo_id) > _HUB_ID_MAX or not _HUB_ID.match(repo_id) or (_ and not revision):
             raise ConfigError(
                 f"model {shorten(repr(spec))} is neither an existing directory, a URI (gs://, s3://, "
                 "file://...), nor a Hub id like 'knowledgator/gliclass-edge-v3.0' (optionally with "

@@ -317,11 +317,12 @@ def test_unusable_cache_names_the_variable(tiny_checkpoint, tmp_path, monkeypatc
     "kind, spec",
     [
         ("not a model id", "x y" * 33_334),
+        ("Hub-id-like word", "x" * 100_000),
         ("local path", "/" + "a" * 100_000),
         ("remote URI", "memory://" + "a" * 100_000),
         ("URI with a secret", "https://user:secret@host/" + "a" * 100_000),
     ],
-    ids=["id", "path", "uri", "secret-uri"],
+    ids=["id", "hub-like", "path", "uri", "secret-uri"],
 )
 def test_huge_model_string_gives_a_short_error(kind, spec, tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
