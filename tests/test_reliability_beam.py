@@ -6,10 +6,7 @@ any transform of ours runs, so the pipeline test leaves them out.
 
 from __future__ import annotations
 
-import pickle
 import sys
-import uuid
-from pathlib import Path
 
 import pytest
 
@@ -17,6 +14,7 @@ beam = pytest.importorskip("apache_beam")
 
 import cloudpickle  # noqa: E402
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # noqa: E402
+from beam_support import collected, sink  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from reliability_support import (  # noqa: E402
@@ -160,23 +158,6 @@ def test_beam_fuzzed_construction(tiny_checkpoint, reliability):
 
 # ------------------------------------------------------------------------------------------------------
 # Faults
-
-
-def sink(pcoll, directory: Path, label: str):
-    directory.mkdir(parents=True, exist_ok=True)
-
-    def write(item, directory=str(directory)):
-        import os
-        import pickle
-
-        with open(os.path.join(directory, uuid.uuid4().hex), "wb") as handle:
-            pickle.dump(item, handle)
-
-    return pcoll | label >> beam.Map(write)
-
-
-def collected(directory: Path) -> list:
-    return [pickle.loads(p.read_bytes()) for p in directory.iterdir()] if directory.exists() else []
 
 
 def pipeline_elements(debian_texts: list[str]) -> tuple[list, list]:
