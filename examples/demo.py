@@ -57,7 +57,7 @@ def offline_hint() -> str:
     return (
         "\nTo run the demo without the Hub, make a tiny random checkpoint and point GLICLASS_MODEL at it\n"
         "(its labels are random; it shows the pipeline, not the model):\n\n"
-        f"    {command} make-test-model /tmp/tiny && GLICLASS_MODEL=/tmp/tiny make demo\n\n"
+        f"    {command} make-test-model /tmp/tiny-gliclass && GLICLASS_MODEL=/tmp/tiny-gliclass make demo\n\n"
         "or set GLICLASS_MODEL to a real checkpoint directory you copied here."
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -88,6 +89,9 @@ def check_output(output: Path, rows: list[dict], expected: dict, *, ordered: boo
             assert scores == pytest.approx(want_scores, abs=1e-4), row["id"]
     success = json.loads((output / cli.SUCCESS).read_text())
     assert success["rows"] == len(rows)
+    assert success["rows_per_second"] == pytest.approx(
+        success["rows"] / success["seconds"], rel=0.01, abs=0.01
+    )
     assert success["null_inputs"] == 2
     assert success["failed"] == 0
     assert not list(output.parent.glob(f"{output.name}.tmp-*"))
@@ -337,6 +341,28 @@ def test_progress_bar_on_a_terminal(capsys):
     assert "40/100" in err and "rows/s" in err.replace(" rows/s", "rows/s")
 
 
+def test_progress_estimates_the_total_from_the_share_read(capsys):
+    with cli.Progress(total=None, style="log", every=3600) as progress:
+        progress.update(10, 0.25)
+        progress.update(30, 1.0)
+    lines = capsys.readouterr().err.splitlines()
+    assert "10/~40 rows (25%)" in lines[0] and "40/40 rows (100%)" in lines[-1]
+
+
+def test_every_flag_has_help_and_help_states_rows_per_second(capsys):
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command_parser in commands.choices.items():
+        for action in command_parser._actions:
+            assert action.help, (name, action.option_strings or action.dest)
+    with pytest.raises(SystemExit) as done:
+        cli.main(["classify", "--help"])
+    assert done.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "rows/s: rows over the seconds since the job started" in out
+    assert "--runner {local,spark,beam}" in out and "--output-kind {labels,top,scores}" in out
+
+
 def test_make_test_model_writes_a_loadable_checkpoint(tmp_path, capsys):
     from gliclass_pipelines.engine import Classifier
 
@@ -380,6 +406,26 @@ def test_spark_runner_per_row_labels_from_csv_text(spark, rows, tiny_checkpoint,
     got = read_output(tmp_path / "out")
     assert len(got) == 10 and list(got[0]) == ["id", "section", "text", "candidates", "gliclass"]
     assert {x["label"] for x in got[0]["gliclass"]} == {"games", "science"}
+
+
+@pytest.mark.spark
+def test_local_and_spark_read_empty_csv_fields_alike(spark, tiny_checkpoint, tmp_path):
+    source = tmp_path / "rows.csv"
+    source.write_text("id,section,text\n001,,a chess engine\n002,libs,\n003,net,a web server\n")
+    local, output = tmp_path / "local", tmp_path / "spark"
+    assert cli.main(classify_args(source, local, tiny_checkpoint)) == 0
+    assert cli.main(classify_args(source, output, tiny_checkpoint, "--runner", "spark")) == 0
+    got = {
+        name: sorted(read_output(path), key=lambda r: r["id"]) for name, path in (("l", local), ("s", output))
+    }
+    assert [(r["id"], r["section"], r["text"]) for r in got["l"]] == [
+        ("001", None, "a chess engine"),
+        ("002", "libs", None),
+        ("003", "net", "a web server"),
+    ]
+    assert [(r["id"], r["section"], r["text"]) for r in got["s"]] == [
+        (r["id"], r["section"], r["text"]) for r in got["l"]
+    ]
 
 
 @pytest.mark.beam

@@ -69,7 +69,7 @@ def test_demo_offline_says_how_to_use_a_local_checkpoint(tmp_path):
     assert done.returncode != 0
     assert "knowledgator/gliclass-edge-v3.0" in done.stderr
     assert "HF_HUB_OFFLINE is set" in done.stderr
-    assert "make-test-model /tmp/tiny && GLICLASS_MODEL=/tmp/tiny make demo" in done.stderr
+    assert "make-test-model /tmp/tiny-gliclass && GLICLASS_MODEL=/tmp/tiny-gliclass make demo" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
 
@@ -81,7 +81,8 @@ def test_demo_with_an_unreachable_hub_says_so(tmp_path):
     done = run(example("demo.py") + ["--output", str(tmp_path / "out")], env)
     assert done.returncode != 0
     assert "could not be reached" in done.stderr
-    assert "GLICLASS_MODEL=/tmp/tiny make demo" in done.stderr
+    assert "GLICLASS_MODEL=/tmp/tiny-gliclass make demo" in done.stderr
+    assert "HF_HUB_OFFLINE=0" not in done.stderr  # the variable is not set to 1: no advice to unset it
     assert "Traceback" not in done.stderr
 
 
