@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 CACHE_ENV = "GLICLASS_PIPELINES_CACHE"
 MAX_MODELS_ENV = "GLICLASS_PIPELINES_MAX_MODELS"
 DEFAULT_MAX_MODELS = 2
+MAX_JSON_BYTES = 64 * 1024 * 1024  # a config or tokenizer config is kilobytes
+MAX_CHECKPOINT_FILES = 1_000  # a checkpoint folder holds a handful of files
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # Where fsspec file systems report a file's version, most specific first.
 _VERSION_FIELDS = (
@@ -166,6 +168,7 @@ def check_checkpoint_dir(directory: Path, spec: str) -> dict[str, Any]:
         raise ModelLoadError(f"model '{name}': cannot read {shorten(directory)} ({exc.strerror})") from exc
     if not is_dir:
         raise ModelLoadError(f"model '{name}': directory {shorten(directory)} does not exist")
+    _refuse_special_files(directory, name)
     if not has_config:
         raise ModelLoadError(
             f"model '{name}': {shorten(config_file)} is missing. A GLiClass checkpoint directory holds "
@@ -193,9 +196,30 @@ def check_checkpoint_dir(directory: Path, spec: str) -> dict[str, Any]:
 
 def _read_json(path: Path, name: str) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_JSON_BYTES + 1)
+        if len(data) > MAX_JSON_BYTES:
+            raise ModelLoadError(f"model '{name}': {path} is larger than {MAX_JSON_BYTES:,} bytes")
+        return json.loads(data.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelLoadError(f"model '{name}': {path} is not valid JSON ({shorten(exc)})") from exc
+
+
+def _refuse_special_files(directory: Path, name: str) -> None:
+    """Refuse a device, FIFO or socket among the checkpoint's files (/dev/zero as tokenizer.json reads
+    forever), and a folder of more than MAX_CHECKPOINT_FILES entries."""
+    entries = [*directory.iterdir(), *(directory / "label_tokenizer").glob("*")]
+    if len(entries) > MAX_CHECKPOINT_FILES:
+        raise ModelLoadError(
+            f"model '{name}': {shorten(directory)} holds more than {MAX_CHECKPOINT_FILES:,} entries; "
+            "a checkpoint holds a few files"
+        )
+    for entry in entries:
+        if not entry.is_file() and not entry.is_dir():
+            raise ModelLoadError(
+                f"model '{name}': {shorten(entry)} is not a regular file (a device, FIFO, socket or "
+                "broken link); a checkpoint holds regular files only"
+            )
 
 
 def _require(name: str, field: str, value: Any, supported: tuple[str, ...]) -> None:
@@ -385,6 +409,8 @@ def source_version(fs: Any, path: str) -> str:
     digest exactly when no file was added, removed, resized or rewritten.
     """
     listing = fs.find(path, detail=True)
+    if len(listing) > MAX_CHECKPOINT_FILES:
+        raise ValueError(f"it holds more than {MAX_CHECKPOINT_FILES:,} files; a checkpoint holds a few")
     root = path.rstrip("/")
     entries = []
     for file, info in sorted(listing.items()):

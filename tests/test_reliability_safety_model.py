@@ -331,3 +331,34 @@ def test_huge_model_string_gives_a_short_error(kind, spec, tmp_path, monkeypatch
     message = str(error.value)
     assert len(message) < 1000, len(message)
     assert "more characters" in message and "user:secret" not in message
+
+
+@case(
+    ATTACKS,
+    "checkpoint files that never end or never stop: tokenizer.json a link to /dev/zero, config.json a "
+    "FIFO, a local folder and a remote one with 1,001 files",
+    "ModelLoadError naming the file or the count, at once (nothing read without bound)",
+)
+def test_special_and_endless_checkpoint_files_are_refused(tiny_checkpoint, tmp_path, monkeypatch):
+    if not os.path.exists("/dev/zero") or not hasattr(os, "mkfifo"):
+        pytest.skip("needs /dev/zero and FIFOs (POSIX)")
+    endless = Path(shutil.copytree(tiny_checkpoint, tmp_path / "endless"))
+    (endless / "tokenizer.json").unlink()
+    (endless / "tokenizer.json").symlink_to("/dev/zero")
+    with pytest.raises(ModelLoadError, match="tokenizer.json is not a regular file"):
+        Classifier.load(str(endless), device="cpu")
+    fifo = Path(shutil.copytree(tiny_checkpoint, tmp_path / "fifo"))
+    (fifo / "config.json").unlink()
+    os.mkfifo(fifo / "config.json")
+    with pytest.raises(ModelLoadError, match="config.json is not a regular file"):
+        Classifier.load(str(fifo), device="cpu")
+    crowded = Path(shutil.copytree(tiny_checkpoint, tmp_path / "crowded"))
+    for i in range(1001):
+        (crowded / f"extra-{i}.txt").write_text("x")
+    with pytest.raises(ModelLoadError, match="more than 1,000 entries"):
+        Classifier.load(str(crowded), device="cpu")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    uri = "memory://models/crowded"
+    put_in_memory_fs(crowded, uri)
+    with pytest.raises(ModelLoadError, match="more than 1,000 files"):
+        Classifier.load(uri, device="cpu")
