@@ -194,7 +194,7 @@ def test_commit_checks_the_output_again(source, tiny_checkpoint, tmp_path):
 
 @case(
     ATTACKS,
-    "--mode overwrite and --mode skip-existing (no _SUCCESS) on a genuine previous output",
+    "--mode overwrite and --mode skip-existing (no _SUCCESS) on a genuine previous output; an empty folder",
     "replaced: the new results are there, no .old or .tmp folder is left beside it",
 )
 def test_genuine_previous_output_is_replaced(source, tiny_checkpoint, tmp_path):
@@ -212,6 +212,10 @@ def test_genuine_previous_output_is_replaced(source, tiny_checkpoint, tmp_path):
     assert cli.main(classify(source, output, tiny_checkpoint, "skip-existing")) == 0
     assert (output / cli.SUCCESS).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
+    empty = tmp_path / "empty"
+    empty.mkdir()  # made by the user beforehand: nothing to lose
+    assert cli.main(classify(source, empty, tiny_checkpoint)) == 0
+    assert (empty / cli.SUCCESS).is_file()
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -39,7 +39,8 @@ def has_marker(folder: Path) -> bool:
     if marker.is_symlink() or not marker.is_file():
         return False
     try:
-        return json.loads(marker.read_text(encoding="utf-8")).get("tool") == TOOL
+        with open(marker, "rb") as handle:
+            return json.loads(handle.read(4096)).get("tool") == TOOL
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -49,6 +50,8 @@ def foreign_entries(folder: Path) -> list[str]:
     if folder.is_symlink() or not folder.is_dir():
         return [folder.name]
     entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    if not entries:
+        return []  # an empty folder: replacing it loses nothing
     foreign = [e.name for e in entries if not _own_entry(e)]
     if not has_marker(folder):
         foreign.insert(0, f"no {MARKER} marker")
