@@ -19,8 +19,8 @@ scorers (every value of every axis appears at least once) for parametrized tests
     def test_my_code(variant, tmp_path):
         path = make_tiny_checkpoint(tmp_path / "model", **variant)
 
-Only the standard library is imported at module level; torch, tokenizers, transformers and gliclass load
-when a checkpoint is built.
+Only the standard library and the marker tokens (gliclass_pipelines.taxonomy) are imported at module
+level; torch, tokenizers, transformers and gliclass load when a checkpoint is built.
 """
 
 from __future__ import annotations
@@ -31,23 +31,18 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from gliclass_pipelines.taxonomy import LABEL_MARK, MARKERS, SEP_MARK
+
 __all__ = [
     "ARCHITECTURES",
     "BACKBONES",
-    "EXAMPLE_TOKEN",
-    "LABEL_TOKEN",
     "POOLINGS",
     "SCORERS",
-    "SEP_TOKEN",
     "VARIANTS",
     "make_tiny_checkpoint",
     "variant_id",
 ]
 
-LABEL_TOKEN = "<<LABEL>>"
-SEP_TOKEN = "<<SEP>>"
-EXAMPLE_TOKEN = "<<EXAMPLE>>"
-_MARKER_TOKENS = (LABEL_TOKEN, SEP_TOKEN, EXAMPLE_TOKEN)
 _BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 BACKBONES = ("bert", "deberta-v2", "modernbert")
@@ -270,7 +265,7 @@ def _build_tokenizer(corpus: Iterable[str], max_length: int, backbone: str) -> A
         model_max_length=max_length,
         model_input_names=model_input_names,
     )
-    tokenizer.add_special_tokens({"additional_special_tokens": list(_MARKER_TOKENS)})
+    tokenizer.add_special_tokens({"additional_special_tokens": list(MARKERS)})
     return tokenizer
 
 
@@ -367,7 +362,7 @@ def _probe(model: Any, tokenizer: Any, *, architecture: str, prompt_first: bool)
 
     texts, labels = list(_PROBE_TEXTS), list(_PROBE_LABELS)
     if architecture == "uni-encoder":
-        prompt = "".join(LABEL_TOKEN + label for label in labels) + SEP_TOKEN
+        prompt = "".join(LABEL_MARK + label for label in labels) + SEP_MARK
         sequences = [prompt + text if prompt_first else text + prompt for text in texts]
         inputs = dict(tokenizer(sequences, padding="longest", return_tensors="pt"))
         inputs["max_num_classes"] = len(labels)
@@ -482,7 +477,7 @@ def make_tiny_checkpoint(
     out.mkdir(parents=True, exist_ok=True)
 
     tokenizer = _build_tokenizer(_CORPUS if corpus is None else list(corpus), max_length, backbone)
-    marker_ids = tokenizer.convert_tokens_to_ids(list(_MARKER_TOKENS))
+    marker_ids = tokenizer.convert_tokens_to_ids(list(MARKERS))
     sizes = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads}
     encoder_config = _backbone_config(backbone, tokenizer, max_length=max_length, **sizes)
     bi_encoder = architecture == "bi-encoder"

@@ -8,6 +8,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gliclass_pipelines import Classifier, ConfigError, Taxonomy
+from gliclass_pipelines.batching import cut_batches, deduplicate, default_batch_tokens, restore
+from gliclass_pipelines.engine import (
+    DEFAULT_MAX_LENGTH,
+    estimate_label_tokens,
+    estimate_tokens,
+    labels_for_rows,
+    text_token_cap,
+)
 from gliclass_pipelines.outcomes import RowOutcome, RunStats
 
 LABELS = ["libraries", "games", "science", "networking"]
@@ -213,3 +221,62 @@ def test_bad_options_are_config_errors(first_clf, kwargs):
 def test_per_row_label_count_must_match(first_clf):
     with pytest.raises(ConfigError, match="per-row"):
         first_clf.classify(["a", "b"], [["x"]])
+
+
+# ------------------------------------------------------------------------------------------------------
+# Batch planning: pure functions, no model
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 600), max_size=80),
+    budget=st.integers(1, 5000),
+    max_rows=st.integers(1, 40),
+)
+def test_cut_batches_covers_every_sequence_once_within_the_limits(lengths, budget, max_rows):
+    cuts = cut_batches(lengths, budget, max_rows)
+    assert sorted(i for cut in cuts for i in cut) == list(range(len(lengths)))
+    flat = [lengths[i] for cut in cuts for i in cut]
+    assert flat == sorted(lengths)
+    for cut in cuts:
+        padded = len(cut) * max(lengths[i] for i in cut)
+        assert len(cut) <= max_rows
+        assert len(cut) == 1 or padded <= budget
+        assert len(cut) == 1 or sum(lengths[i] for i in cut) >= 0.9 * padded - 1e-9
+
+
+def test_cut_batches_closes_a_batch_before_too_much_padding():
+    assert cut_batches([10, 10, 10, 100], budget=10_000) == [[0, 1, 2], [3]]
+    assert cut_batches([5, 5, 5, 5], budget=10) == [[0, 1], [2, 3]]
+    assert cut_batches([11, 10, 10], budget=100, max_rows=2) == [[1, 2], [0]]
+
+
+def test_deduplicate_and_restore_keep_row_order():
+    keys = ["a", None, "b", "a", None, "b", "c"]
+    firsts, slots = deduplicate(keys)
+    assert firsts == [0, 2, 6] and slots == [0, None, 1, 0, None, 1, 2]
+    values = [f"result of {keys[i]}" for i in firsts]
+    assert restore(values, slots) == [None if k is None else f"result of {k}" for k in keys]
+
+
+def test_default_batch_tokens_by_device():
+    assert default_batch_tokens("cpu") == default_batch_tokens(torch.device("cpu")) == 1024
+    assert default_batch_tokens("cuda:1") == default_batch_tokens(torch.device("cuda", 0)) == 65536
+
+
+def test_estimates_and_row_labels_fallback():
+    assert estimate_tokens("x" * 40) == 11 and estimate_tokens("x" * 40_000, cap=512) == 512
+    assert estimate_tokens(None) == 1 and estimate_label_tokens(["sports", "ai"]) == 2 + 1 + 1 + 1
+    assert text_token_cap(None, "truncate") == DEFAULT_MAX_LENGTH and text_token_cap(64, "chunk") is None
+    shared = Taxonomy.from_labels(LABELS)
+    assert labels_for_rows([["a"], None, float("nan")], shared) == [["a"], shared, shared]
+    assert labels_for_rows([["a"], None]) == [["a"], None]
+
+
+def test_row_labels_fall_back_to_the_shared_labels(first_clf, debian_texts):
+    texts = debian_texts[:3]
+    out = first_clf.run(texts, LABELS, row_labels=[["games", "science"], None, []], return_all=True)
+    shared = first_clf.classify(texts[1:2], LABELS, return_all=True)[0]
+    own = first_clf.classify(texts[:1], ["games", "science"], return_all=True)[0]
+    assert_close(out.results[1], shared) and assert_close(out.results[0], own)
+    assert out.results[2] == [] and out.stats.ok == 3

@@ -14,14 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from gliclass_pipelines.taxonomy import EXAMPLE_MARK, LABEL_MARK, SEP_MARK
 from gliclass_pipelines.testing import (
     ARCHITECTURES,
     BACKBONES,
-    EXAMPLE_TOKEN,
-    LABEL_TOKEN,
     POOLINGS,
     SCORERS,
-    SEP_TOKEN,
     VARIANTS,
     make_tiny_checkpoint,
     variant_id,
@@ -177,20 +175,20 @@ def test_marker_tokens_are_single_ids_matching_the_config(backbone, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(path)
     config = json.loads((path / "config.json").read_text())
 
-    marker_ids = tokenizer.convert_tokens_to_ids([LABEL_TOKEN, SEP_TOKEN, EXAMPLE_TOKEN])
+    marker_ids = tokenizer.convert_tokens_to_ids([LABEL_MARK, SEP_MARK, EXAMPLE_MARK])
     indices = ["class_token_index", "text_token_index", "example_token_index"]
     assert marker_ids == [config[index] for index in indices]
     assert tokenizer.unk_token_id not in marker_ids
     assert len(set(marker_ids)) == 3
 
-    ids = tokenizer(f"{LABEL_TOKEN}sports{LABEL_TOKEN}politics{SEP_TOKEN}Some text")["input_ids"]
+    ids = tokenizer(f"{LABEL_MARK}sports{LABEL_MARK}politics{SEP_MARK}Some text")["input_ids"]
     tokens = tokenizer.convert_ids_to_tokens(ids)
     assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]"
     assert ids.count(config["class_token_index"]) == 2
     assert ids.count(config["text_token_index"]) == 1
-    assert tokens[1:6] == [LABEL_TOKEN, "sports", LABEL_TOKEN, "politics", SEP_TOKEN]
+    assert tokens[1:6] == [LABEL_MARK, "sports", LABEL_MARK, "politics", SEP_MARK]
     assert tokenizer.unk_token_id not in ids
-    example = tokenizer(f"{EXAMPLE_TOKEN}a text \nLabels:\n sports{SEP_TOKEN}")["input_ids"]
+    example = tokenizer(f"{EXAMPLE_MARK}a text \nLabels:\n sports{SEP_MARK}")["input_ids"]
     assert example.count(config["example_token_index"]) == 1
 
     # one embedding row per token, markers included

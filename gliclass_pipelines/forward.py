@@ -1,0 +1,185 @@
+"""The forward pass: the only code that touches the internals of a gliclass model.
+
+:class:`ModelForward` takes the model object as given and only calls it, so any object with the same
+submodules (a quantized copy, say) runs unchanged. Text pooling is masked, so a text's scores do not
+depend on which texts share its batch.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from gliclass_pipelines.encoding import EncodedSequence
+from gliclass_pipelines.errors import ConfigError
+
+
+@dataclass
+class Batch:
+    """Padded token ids of some sequences, ready for the model."""
+
+    sequences: list[EncodedSequence]
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+
+    @property
+    def real_tokens(self) -> int:
+        return sum(len(s.ids) for s in self.sequences)
+
+    @property
+    def padded_tokens(self) -> int:
+        return int(self.input_ids.numel())
+
+
+def collate(sequences: list[EncodedSequence], pad_id: int) -> Batch:
+    width = max(len(s.ids) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        ids[i, : len(s.ids)] = torch.tensor(s.ids, dtype=torch.long)
+        mask[i, : len(s.ids)] = 1
+    return Batch(sequences, ids, mask)
+
+
+def max_positions(config: Any) -> int | None:
+    """How many positions the model's encoder has (None: relative positions, no limit)."""
+    encoder = config.encoder_config
+    relative = encoder.model_type == "deberta-v2" and not getattr(encoder, "position_biased_input", True)
+    positions = getattr(encoder, "max_position_embeddings", None)
+    return None if relative or not positions else int(positions)
+
+
+class ModelForward:
+    """Logits of batches for one loaded GLiClass model on one device."""
+
+    def __init__(self, model: Any, *, device: torch.device, label_tokenizer: Any, max_length: int) -> None:
+        self.model = model
+        self.config = model.config
+        self.inner = model.model
+        self.device = device
+        self.label_tokenizer = label_tokenizer
+        self.max_length = max_length
+        self.architecture = self.config.architecture_type
+        self.pooling = self.config.pooling_strategy
+        self._lock = threading.Lock()
+        self._label_embeddings: dict[tuple[str, ...], torch.Tensor] = {}
+
+    def __call__(self, batch: Batch) -> np.ndarray:
+        """Logits of one batch as a float32 array (one device-to-host copy), padded label slots included."""
+        width = max(len(s.group.labels) for s in batch.sequences)
+        with torch.inference_mode():
+            ids = batch.input_ids.to(self.device, non_blocking=True)
+            mask = batch.attention_mask.to(self.device, non_blocking=True)
+            if self.architecture == "bi-encoder":
+                logits = self._bi_encoder_logits(ids, mask, batch.sequences, width)
+            else:
+                logits = self._uni_encoder_logits(ids, mask, width)
+            return logits.float().cpu().numpy()
+
+    def _uni_encoder_logits(self, ids: torch.Tensor, mask: torch.Tensor, num_labels: int) -> torch.Tensor:
+        inner, config = self.inner, self.config
+        hidden = self._encoder_states(ids, mask)
+        classes, class_mask, text_states, text_mask = inner._extract_class_features(
+            hidden, ids, mask, num_labels
+        )
+        pooled = masked_pool(self.pooling, text_states, text_mask)
+        pooled = inner.text_projector(pooled)
+        classes = inner.classes_projector(classes)
+        if config.normalize_features:
+            pooled = pooled / (pooled.norm(p=2, dim=-1, keepdim=True) + inner.epsilon)
+            classes = classes / (classes.norm(p=2, dim=-1, keepdim=True) + inner.epsilon)
+        logits = inner.scorer(pooled, classes, text_mask=text_mask)
+        if config.normalize_features:
+            logits = logits * inner.logit_scale
+        return self._calibrated(logits, pooled, classes, class_mask)
+
+    def _encoder_states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        inner, config = self.inner, self.config
+        encoder = inner.encoder_model
+        need_all = bool(getattr(config, "squeeze_layers", False)) or config.encoder_layer_id != -1
+        if getattr(config, "use_segment_embeddings", False):
+            embeds = encoder.get_input_embeddings()(ids) + inner.segment_embeddings(
+                inner._create_segment_ids(ids)
+            )
+            outputs = encoder(inputs_embeds=embeds, attention_mask=mask, output_hidden_states=need_all)
+        else:
+            outputs = encoder(ids, attention_mask=mask, output_hidden_states=need_all)
+        if getattr(config, "squeeze_layers", False):
+            return inner.layer_wise_attention(outputs.hidden_states)
+        if config.encoder_layer_id != -1:
+            return outputs.hidden_states[config.encoder_layer_id]
+        return outputs[0]
+
+    def _calibrated(
+        self, logits: torch.Tensor, pooled: torch.Tensor, classes: torch.Tensor, class_mask: torch.Tensor
+    ) -> torch.Tensor:
+        calibrator = getattr(self.model, "calibrator", None)
+        if calibrator is None:
+            return logits
+        beta, bias = calibrator(pooled, classes, logits, class_mask)
+        return (beta * logits.float() + bias).to(logits.dtype)
+
+    def _bi_encoder_logits(
+        self, ids: torch.Tensor, mask: torch.Tensor, sequences: list[EncodedSequence], width: int
+    ) -> torch.Tensor:
+        inner = self.inner
+        hidden = inner.encoder_model(ids, attention_mask=mask)[0]
+        text = inner.text_projector(masked_pool(self.pooling, hidden, mask))
+        if self.config.normalize_features:
+            text = torch.nn.functional.normalize(text, p=2, dim=-1, eps=inner.epsilon)
+        classes = torch.zeros((len(sequences), width, text.shape[-1]), dtype=text.dtype, device=text.device)
+        for i, s in enumerate(sequences):
+            embeddings = self._label_embeddings_for(s.plan.labels)
+            classes[i, : embeddings.shape[0]] = embeddings
+        logits = inner.scorer(text, classes) * inner.logit_scale
+        class_mask = torch.zeros((len(sequences), width), dtype=torch.long, device=text.device)
+        for i, s in enumerate(sequences):
+            class_mask[i, : len(s.plan.labels)] = 1
+        logits = torch.where(class_mask == 0, torch.full_like(logits, -1e3), logits)
+        return self._calibrated(logits, text, classes, class_mask)
+
+    def _label_embeddings_for(self, labels: tuple[str, ...]) -> torch.Tensor:
+        """Bi-encoder label embeddings, computed once per label set, the way the reference computes them."""
+        cached = self._label_embeddings.get(labels)
+        if cached is not None:
+            return cached
+        tokens = self.label_tokenizer(
+            list(labels), truncation=True, max_length=self.max_length, padding="longest", return_tensors="pt"
+        )
+        ids = tokens["input_ids"].to(self.device)[None]
+        mask = tokens["attention_mask"].to(self.device)[None]
+        with torch.inference_mode():
+            embeddings = self.inner.encode_classes(
+                ids, mask, torch.ones((1, len(labels)), device=self.device)
+            )[0]
+        with self._lock:
+            self._label_embeddings[labels] = embeddings
+        return embeddings
+
+
+def masked_pool(strategy: str, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Pool token states over real tokens only: the answer a batch of one (no padding) gives."""
+    if strategy == "first":
+        return states[:, 0]
+    if strategy == "last":
+        last = mask.long().sum(dim=1) - 1
+        return states[torch.arange(states.shape[0], device=states.device), last]
+    weights = mask.unsqueeze(-1).to(states.dtype)
+    count = weights.sum(dim=1)
+    if strategy == "max":
+        return states.masked_fill(weights == 0, torch.finfo(states.dtype).min).amax(dim=1)
+    if strategy == "abs_max":
+        return (states.abs() * weights).amax(dim=1)
+    if strategy == "sum":
+        return (states * weights).sum(dim=1)
+    if strategy == "avg":
+        return (states * weights).sum(dim=1) / count
+    if strategy == "abs_avg":
+        return (states.abs() * weights).sum(dim=1) / count
+    if strategy == "rms":
+        return ((states.pow(2) * weights).sum(dim=1) / count).sqrt()
+    raise ConfigError(f"pooling {strategy!r} is not supported")
