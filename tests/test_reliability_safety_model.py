@@ -44,11 +44,11 @@ class EvilModel:
 LOAD_IN_CHILD = """
 import sys
 from gliclass_pipelines import Classifier
-from gliclass_pipelines import loading
-checked = loading._refuse_custom_code
+from gliclass_pipelines import checkpoint
+checked = checkpoint._refuse_custom_code
 for path, mode in zip(sys.argv[1::2], sys.argv[2::2]):
     # bypass-checks: prove that trust_remote_code=False holds on its own
-    loading._refuse_custom_code = (lambda *args: None) if mode == "bypass-checks" else checked
+    checkpoint._refuse_custom_code = (lambda *args: None) if mode == "bypass-checks" else checked
     try:
         Classifier.load(path, device="cpu")
     except Exception as error:
@@ -192,7 +192,7 @@ def test_pickle_weights_are_refused_and_said_why(tiny_checkpoint, tmp_path):
     assert "safetensors" in message and "corrupt" not in message
     assert not marker.exists()
 
-    from gliclass_pipelines.loading import _weights_message
+    from gliclass_pipelines.checkpoint import _weights_message
 
     refused = _weights_message(path, "m", pickle.UnpicklingError("Weights only load failed"))
     assert "can run code" in refused and "corrupt" not in refused
