@@ -10,25 +10,43 @@ prefix level), and tuples count as lists.
 Every problem is reported up front as a :class:`~gliclass_pipelines.errors.ConfigError` naming the
 offending value, so that a bad taxonomy fails when a job is configured, not hours into a run.
 
-Importing this module is cheap: it uses the standard library only (PyYAML is imported inside
-:meth:`Taxonomy.from_yaml`).
+Label text rules and flattening live in :mod:`gliclass_pipelines.labels`, reading files in
+:mod:`gliclass_pipelines.taxonomy_files`; both are re-exported here. Importing this module is cheap: it
+uses the standard library only (PyYAML is imported inside :meth:`Taxonomy.from_yaml`).
 """
 
 from __future__ import annotations
 
 import os
-import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from gliclass_pipelines.checks import check_threshold
 from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.labels import (
+    EXAMPLE_MARK,
+    LABEL_MARK,
+    MARKERS,
+    MAX_LABELS_ENV,
+    SEP_MARK,
+    _check_labels,
+    _check_separator,
+    _check_unicode,
+    _copy_structure,
+    _did_you_mean,
+    _show,
+    _show_list,
+    flatten_labels,
+    max_labels,
+    normalize_label,
+)
 
 __all__ = [
     "EXAMPLE_MARK",
     "LABEL_MARK",
     "MARKERS",
+    "MAX_LABELS_ENV",
     "SEP_MARK",
     "Example",
     "Taxonomy",
@@ -37,214 +55,8 @@ __all__ = [
     "normalize_label",
 ]
 
-#: Special tokens the model's input layout is built from; a label containing one would corrupt it.
-LABEL_MARK, SEP_MARK, EXAMPLE_MARK = "<<LABEL>>", "<<SEP>>", "<<EXAMPLE>>"
-MARKERS: tuple[str, ...] = (LABEL_MARK, SEP_MARK, EXAMPLE_MARK)
-
-#: Environment variable that overrides Taxonomy.MAX_LABELS (the most labels one taxonomy may hold).
-MAX_LABELS_ENV = "GLICLASS_PIPELINES_MAX_LABELS"
-_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u180e"))
-
 _CONFIG_KEYS: tuple[str, ...] = ("labels", "thresholds", "prompt", "examples", "separator")
 _EXAMPLE_KEYS: tuple[str, ...] = ("text", "labels", "true_labels")
-_SHOW_MAX = 80
-_LIST_MAX = 10
-
-
-def _show(value: object) -> str:
-    """repr() of a value, cut short so an error message stays readable."""
-    text = repr(value)
-    if len(text) > _SHOW_MAX:
-        text = text[: _SHOW_MAX - 3] + "..."
-    return text
-
-
-def _show_list(values: Iterable[object]) -> str:
-    values = list(values)
-    shown = ", ".join(_show(v) for v in values[:_LIST_MAX])
-    if len(values) > _LIST_MAX:
-        shown += f", ... ({len(values) - _LIST_MAX} more)"
-    return shown
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    import difflib  # only on the error path
-
-    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
-    return f" Did you mean {' or '.join(_show(c) for c in close)}?" if close else ""
-
-
-def _check_unicode(text: str, what: str) -> None:
-    """Refuse a str that cannot be encoded as UTF-8 (a lone surrogate): no tokenizer can read it."""
-    if text.isascii():
-        return
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise ConfigError(
-            f"{what} {_show(text)} is not valid Unicode (a lone surrogate at character {err.start}); "
-            "fix its encoding."
-        ) from err
-
-
-def normalize_label(label: str) -> str:
-    """The form two labels are compared in for duplicates.
-
-    Zero-width characters removed, NFKC-normalised (``café`` composed or decomposed, fullwidth
-    ``ｓｐｏｒｔｓ``), casefolded, whitespace stripped and collapsed.
-    """
-    text = unicodedata.normalize("NFKC", label.translate(_ZERO_WIDTH))
-    return " ".join(unicodedata.normalize("NFKC", text.casefold()).split())
-
-
-def max_labels() -> int:
-    """Most labels in one taxonomy: $GLICLASS_PIPELINES_MAX_LABELS if set, else Taxonomy.MAX_LABELS."""
-    raw = os.environ.get(MAX_LABELS_ENV, "").strip()
-    if not raw:
-        return Taxonomy.MAX_LABELS
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"{MAX_LABELS_ENV} must be a positive integer, got {_show(raw)}.")
-    return int(raw)
-
-
-def _too_many_labels(cap: int) -> ConfigError:
-    return ConfigError(
-        f"the taxonomy has more than {cap:,} labels, the cap on one taxonomy "
-        f"(Taxonomy.MAX_LABELS, or ${MAX_LABELS_ENV}); split it or raise the cap."
-    )
-
-
-# --------------------------------------------------------------------------------------------------
-# Flattening
-
-
-def flatten_labels(labels: Sequence[Any] | Mapping[str, Any], separator: str = ".") -> list[str]:
-    """Flatten (possibly hierarchical) labels into a list of label strings.
-
-    Same order and joining as ``gliclass.pipeline.flatten_hierarchical_labels``: a mapping's keys become
-    prefixes joined with ``separator`` (``{"a": {"b": ["c"]}}`` gives ``["a.b.c"]``); a string value is a
-    single label; a list's items are labels. In addition, list items may themselves be mappings or lists;
-    a nested list adds no prefix level. Labels keep their text exactly as given.
-
-    Raises ConfigError for anything that is not a str, list, tuple or mapping, for an empty label or group
-    name, for a group name that is not a str, and for a group whose value is missing (None).
-    """
-    _check_separator(separator)
-    if isinstance(labels, str):
-        raise ConfigError(
-            f"labels must be a list or a mapping of labels, got the single string {_show(labels)}. "
-            "Wrap one label in a list, or load a file with Taxonomy.from_file(path)."
-        )
-    if not isinstance(labels, Mapping | list | tuple):
-        raise ConfigError(
-            f"labels must be a list of str or a nested mapping of groups to labels, "
-            f"got {type(labels).__name__}: {_show(labels)}."
-        )
-    out: list[str] = []
-    try:
-        _flatten_into(labels, None, separator, out, "labels", max_labels())
-    except RecursionError as err:
-        raise ConfigError("labels are nested too deeply; a taxonomy needs a few levels at most.") from err
-    return out
-
-
-def _flatten_into(  # noqa: PLR0913 - recursive walk state
-    node: object, prefix: str | None, separator: str, out: list[str], where: str, cap: int
-) -> None:
-    if isinstance(node, str):
-        if not node.strip():
-            raise ConfigError(f"empty label {_show(node)} at {where}; remove it or give it a name.")
-        if len(out) >= cap:
-            raise _too_many_labels(cap)
-        out.append(node if prefix is None else f"{prefix}{separator}{node}")
-    elif isinstance(node, Mapping):
-        for key, value in node.items():
-            here = f"{where}[{_show(key)}]"
-            if not isinstance(key, str):
-                raise ConfigError(
-                    f"group name {_show(key)} at {here} has type {type(key).__name__}, not a str; "
-                    "quote it (in YAML, yes/no/on/off and numbers are not strings unless quoted)."
-                )
-            if not key.strip():
-                raise ConfigError(f"empty group name {_show(key)} at {where}; give the group a name.")
-            if value is None or (isinstance(value, Mapping | list | tuple) and not value):
-                raise ConfigError(
-                    f"group {_show(key)} at {here} has no labels (its value is {_show(value)}); "
-                    "give it a list of labels or remove it."
-                )
-            child = key if prefix is None else f"{prefix}{separator}{key}"
-            _flatten_into(value, child, separator, out, here, cap)
-    elif isinstance(node, list | tuple):
-        for i, item in enumerate(node):
-            _flatten_into(item, prefix, separator, out, f"{where}[{i}]", cap)
-    else:
-        raise ConfigError(
-            f"label {_show(node)} at {where} has type {type(node).__name__}; labels must be str "
-            "(groups: a list or mapping). Quote it (in YAML, numbers and yes/no are not strings unless "
-            "quoted)."
-        )
-
-
-def _copy_structure(node: object) -> object:
-    """A private copy of a label structure: mappings become dicts, tuples become lists."""
-    if isinstance(node, Mapping):
-        return {key: _copy_structure(value) for key, value in node.items()}
-    if isinstance(node, list | tuple):
-        return [_copy_structure(item) for item in node]
-    return node
-
-
-# --------------------------------------------------------------------------------------------------
-# Field checks
-
-
-def _check_separator(separator: object) -> str:
-    if not isinstance(separator, str) or not separator:
-        raise ConfigError(
-            f"separator must be a non-empty str (it joins group and label names), got {_show(separator)}; "
-            'use the default ".".'
-        )
-    return separator
-
-
-def _check_labels(labels: object) -> tuple[str, ...]:
-    if isinstance(labels, str) or not isinstance(labels, list | tuple):
-        hint = " For nested labels use Taxonomy.from_labels(...)." if isinstance(labels, Mapping) else ""
-        raise ConfigError(
-            f"Taxonomy labels must be a list or tuple of str, got {type(labels).__name__}: {_show(labels)}."
-            + hint
-        )
-    if not labels:
-        raise ConfigError("the taxonomy has no labels; give at least one label.")
-    cap = max_labels()
-    if len(labels) > cap:
-        raise _too_many_labels(cap)
-    seen: dict[str, str] = {}
-    for i, label in enumerate(labels):
-        if not isinstance(label, str):
-            raise ConfigError(
-                f"label #{i} has type {type(label).__name__}, not a str: {_show(label)}. "
-                "Quote it (in YAML, numbers and yes/no are not strings unless quoted)."
-            )
-        if not label.strip():
-            raise ConfigError(f"label #{i} is empty or whitespace only ({_show(label)}); remove it.")
-        _check_unicode(label, "label")
-        for marker in MARKERS:
-            if marker in label:
-                raise ConfigError(
-                    f"label {_show(label)} contains the marker {marker!r}, which the model uses to lay out "
-                    "its input; rename the label."
-                )
-        key = normalize_label(label)
-        if key in seen:
-            first = seen[key]
-            same = "is given twice" if first == label else f"and {_show(label)} are the same label"
-            raise ConfigError(
-                f"duplicate label: {_show(first)} {same} once case, whitespace, Unicode form (NFKC) and "
-                "zero-width characters are ignored; keep only one."
-            )
-        seen[key] = label
-    return tuple(labels)
 
 
 def _threshold_pairs(raw: object) -> list[tuple[object, object]]:
@@ -530,12 +342,16 @@ class Taxonomy:
     @classmethod
     def from_yaml(cls, source: str | os.PathLike[str]) -> Taxonomy:
         """Build from a YAML file (a PathLike, or a str naming an existing file) or from YAML text."""
+        from gliclass_pipelines.taxonomy_files import _from_parsed, _parse_yaml, _read_source
+
         text, origin = _read_source(source)
         return _from_parsed(cls, _parse_yaml(text, origin), origin, source, "YAML")
 
     @classmethod
     def from_json(cls, source: str | os.PathLike[str]) -> Taxonomy:
         """Build from a JSON file (a PathLike, or a str naming an existing file) or from JSON text."""
+        from gliclass_pipelines.taxonomy_files import _from_parsed, _parse_json, _read_source
+
         text, origin = _read_source(source)
         return _from_parsed(cls, _parse_json(text, origin, source), origin, source, "JSON")
 
@@ -548,6 +364,8 @@ class Taxonomy:
         """
         if not isinstance(path, str | os.PathLike):
             raise ConfigError(f"path must be a str or os.PathLike, got {type(path).__name__}: {_show(path)}.")
+        from gliclass_pipelines.taxonomy_files import _from_parsed, _parse_json, _parse_yaml, _read_file
+
         name = os.fspath(path)
         text = _read_file(name)
         extension = os.path.splitext(name)[1].lower()
@@ -621,144 +439,3 @@ class Taxonomy:
         if self.separator != ".":
             out["separator"] = self.separator
         return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading
-
-
-def _is_file(name: str) -> bool:
-    try:
-        return os.path.isfile(name)
-    except (OSError, ValueError):  # e.g. a name too long, or with a NUL byte
-        return False
-
-
-def _read_file(name: str | bytes) -> str:
-    limit = Taxonomy.MAX_FILE_BYTES
-    try:
-        with open(name, "rb") as handle:
-            data = handle.read(limit + 1)
-        if len(data) > limit:
-            raise ConfigError(
-                f"taxonomy file {_show(name)} is larger than {limit:,} bytes (Taxonomy.MAX_FILE_BYTES); "
-                "a taxonomy this large is not a label list."
-            )
-        return data.decode("utf-8-sig")
-    except FileNotFoundError as err:
-        raise ConfigError(f"taxonomy file not found: {_show(name)}; check the path.") from err
-    except IsADirectoryError as err:
-        raise ConfigError(f"taxonomy path {_show(name)} is a directory; give the path of a file.") from err
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"taxonomy file {_show(name)} is not UTF-8 text: {err}.") from err
-    except OSError as err:
-        raise ConfigError(f"cannot read taxonomy file {_show(name)}: {err}.") from err
-
-
-def _read_source(source: object) -> tuple[str, str]:
-    """(text, origin) of a path or of literal text; a single-line str naming an existing file is a path."""
-    if isinstance(source, os.PathLike):
-        name = os.fspath(source)
-        return _read_file(name), str(name)
-    if not isinstance(source, str):
-        raise ConfigError(
-            f"source must be a path (str or os.PathLike) or document text, got {type(source).__name__}: "
-            f"{_show(source)}."
-        )
-    if "\n" not in source and _is_file(source):
-        return _read_file(source), source
-    if len(source) > Taxonomy.MAX_FILE_BYTES:
-        raise ConfigError(
-            f"taxonomy text of {len(source):,} characters is larger than Taxonomy.MAX_FILE_BYTES "
-            f"({Taxonomy.MAX_FILE_BYTES:,})."
-        )
-    return source, "<text>"
-
-
-def _looks_like_path(source: object) -> bool:
-    return isinstance(source, str) and "\n" not in source and not source.lstrip().startswith(("{", "["))
-
-
-def _parse_yaml(text: str, origin: str) -> object:
-    try:
-        import yaml
-    except ImportError as err:  # pragma: no cover - pyyaml is a dependency
-        raise ConfigError("reading YAML needs PyYAML: pip install pyyaml") from err
-
-    class _StrictLoader(yaml.SafeLoader):
-        """SafeLoader refusing anchors and aliases (billion laughs) and a key given twice in one mapping."""
-
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            event = self.peek_event()
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-                raise ConfigError(
-                    f"{origin}: YAML anchors and aliases (&name, *name, <<: *name) are not allowed in a "
-                    f"taxonomy (line {event.start_mark.line + 1}): they let a few bytes expand without "
-                    "bound. Write the labels out."
-                )
-            return super().compose_node(parent, index)
-
-        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            seen: set[object] = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=deep)
-                try:
-                    duplicate = key in seen
-                    seen.add(key)
-                except TypeError:  # an unhashable key; let PyYAML report it
-                    continue
-                if duplicate:
-                    raise ConfigError(
-                        f"{origin}: key {_show(key)} is given twice in one mapping "
-                        f"(line {key_node.start_mark.line + 1}); merge the two entries."
-                    )
-            return super().construct_mapping(node, deep=deep)
-
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: safe
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{origin}: not valid YAML: {err}") from err
-    except RecursionError as err:
-        raise ConfigError(f"{origin}: the YAML is nested too deeply to be a taxonomy.") from err
-
-
-def _parse_json(text: str, origin: str, source: object) -> object:
-    import json
-
-    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise ConfigError(
-                    f"{origin}: key {key!r} is given twice in one object; merge the two entries."
-                )
-            out[key] = value
-        return out
-
-    try:
-        return json.loads(text, object_pairs_hook=unique)
-    except RecursionError as err:
-        raise ConfigError(f"{origin}: the JSON is nested too deeply to be a taxonomy.") from err
-    except json.JSONDecodeError as err:
-        if origin == "<text>" and _looks_like_path(source):
-            raise ConfigError(
-                f"{_show(source)} is neither an existing file nor JSON text; check the path."
-            ) from err
-        raise ConfigError(f"{origin}: not valid JSON: {err}") from err
-
-
-def _from_parsed(cls: type[Taxonomy], data: object, origin: str, source: object, kind: str) -> Taxonomy:
-    if data is None:
-        raise ConfigError(f"{origin}: the {kind} document is empty; it should hold the labels.")
-    if isinstance(data, str) and origin == "<text>" and _looks_like_path(source):
-        raise ConfigError(
-            f"{_show(source)} is neither an existing file nor {kind} text with labels; check the path."
-        )
-    try:
-        return cls.from_dict(data)  # type: ignore[arg-type]
-    except ConfigError as err:
-        if str(err).startswith(f"{origin}:"):
-            raise
-        raise ConfigError(f"{origin}: {err}") from err
