@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--texts", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--corpus", default="debian", choices=sorted(common.CORPORA))
-    parser.add_argument("--contenders", default=None, help="comma list of names (default: all)")
+    parser.add_argument("--contenders", default=None, help="names separated by ';' (default: all)")
     parser.add_argument("--name", default="int8")
     parser.add_argument(
         "--quality-model", type=Path, default=None, help="a trained Debtags GLiClass: F1 float32 vs int8"
@@ -231,7 +231,7 @@ def run_shape(name: str, args: Any) -> list[dict[str, Any]]:
     shape = common.SHAPES[name]
     path = common.gliclass_checkpoint(shape)
     ref = reference(path)
-    wanted = [s.strip() for s in args.contenders.split(",")] if args.contenders else None
+    wanted = [s.strip() for s in args.contenders.split(";")] if args.contenders else None
     cells = []
     for threads in args.thread_counts:
         made, build_seconds = build(path, threads, wanted)
