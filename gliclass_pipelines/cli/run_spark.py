@@ -13,6 +13,7 @@ from gliclass_pipelines.cli.summary import Summary, add_computed, stats_from_out
 from gliclass_pipelines.errors import GLiClassPipelinesError
 
 logger = logging.getLogger(__name__)
+CORRUPT = "_corrupt_record"  # the column Spark adds for JSON lines it cannot parse
 
 
 def run(job: Any, temp: Path, summary: Summary) -> None:
@@ -73,7 +74,8 @@ def read_spark(spark: Any, job: Any) -> Any:
         return spark.read.options(header=True, escape='"', multiLine=True).csv(path)
     df = spark.read.json(path)
     order = [name for name in job.source.schema.names if name in df.columns]
-    return df.select(*order, *[c for c in df.columns if c not in order])  # file order, not Spark's sorted
+    rest = [c for c in df.columns if c not in order and c != CORRUPT]  # a broken line: a row of nulls
+    return df.select(*order, *rest)  # file order, not Spark's sorted
 
 
 def spark_labels_column(df: Any, column: str) -> tuple[Any, str]:
