@@ -18,6 +18,7 @@ Batches: Spark hands the UDF Arrow batches of ``spark.sql.execution.arrow.maxRec
 from __future__ import annotations
 
 import logging
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,11 +33,21 @@ from pyspark.sql.types import ArrayType, StringType
 from gliclass_pipelines.config import ClassifyConfig
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
 from gliclass_pipelines.outcomes import RunStats, log_failed
+from gliclass_pipelines.redaction import shorten
 from gliclass_pipelines.results import SPARK_DDL
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["classify_dataframe", "gliclass_udf", "gliclass_udf_from_config", "stats_accumulator"]
+__all__ = [
+    "GLiClassUDF",
+    "classify_dataframe",
+    "gliclass_udf",
+    "gliclass_udf_from_config",
+    "register_sql",
+    "stats_accumulator",
+]
+
+_SQL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _warned_gpus: set[str] = set()
 
@@ -47,6 +58,7 @@ def gliclass_udf(
     model: str,
     labels: Any = None,
     labels_col: str | Column | None = None,
+    stats: Any = None,
     **settings: Any,
 ) -> Column:
     """A Column classifying `text_col` against `labels` (shared) or the array<string> `labels_col`.
@@ -56,9 +68,10 @@ def gliclass_udf(
     output="labels" gives ``array<struct<label,score>>`` (the labels over threshold, best first),
     "top" ``struct<label,score>`` and "scores" ``map<string,float>``. A null text gives null.
     Raises ConfigError at once, on the driver, for a bad model string, taxonomy or setting.
+    ``stats``: an accumulator from :func:`stats_accumulator`.
     """
     config = _config(model, labels, labels_col, settings)
-    return gliclass_udf_from_config(config, text_col, labels_col)
+    return gliclass_udf_from_config(config, text_col, labels_col, stats=stats)
 
 
 def gliclass_udf_from_config(
@@ -72,17 +85,74 @@ def gliclass_udf_from_config(
 
     `stats`: an accumulator from :func:`stats_accumulator`; each task adds its RunStats to it.
     """
-    if config.per_row_labels != (labels_col is not None):
-        raise ConfigError(
-            "a per-row labels config needs labels_col, and a shared-labels config must not get one"
+    return GLiClassUDF(config, stats=stats)(text_col, labels_col)
+
+
+class GLiClassUDF:
+    """The classifier as a Spark UDF object: call it on columns, or register it for SQL.
+
+    ``GLiClassUDF(config)(text_col[, labels_col])`` is the Column :func:`gliclass_udf` gives;
+    ``.function`` is the pandas UDF itself, for ``spark.udf.register`` (its "top" output is an array of
+    the top struct, see :func:`register_sql`). The UDF is marked non-deterministic, so Spark's optimizer
+    neither pushes a filter on the result below it nor copies it into a second expression: each row is
+    classified once when a query filters on the result, explodes it or selects several of its fields.
+    """
+
+    def __init__(self, config: ClassifyConfig, *, stats: Any = None) -> None:
+        self.config = config
+        self.function = _pandas_udf(config, stats).asNondeterministic()
+
+    @classmethod
+    def from_settings(
+        cls, *, model: str, labels: Any = None, per_row_labels: bool = False, **settings: Any
+    ) -> GLiClassUDF:
+        """A UDF object for the keyword settings of :func:`gliclass_udf`."""
+        stats = settings.pop("stats", None)
+        config = ClassifyConfig.from_settings(model, labels, per_row_labels=per_row_labels, **settings)
+        return cls(config, stats=stats)
+
+    def __call__(self, text_col: str | Column, labels_col: str | Column | None = None) -> Column:
+        if self.config.per_row_labels != (labels_col is not None):
+            raise ConfigError(
+                "a per-row labels config needs labels_col, and a shared-labels config must not get one"
+            )
+        columns = [_column(text_col, "text_col")]
+        if labels_col is not None:
+            columns.append(_column(labels_col, "labels_col"))
+        result = self.function(*columns)
+        if self.config.output == "top":
+            result = F.get(result, 0)  # the UDF returns [top] or null: a null struct needs an array around it
+        return result.alias("gliclass")
+
+    def register(self, spark: Any, name: str) -> None:
+        """Make ``name(text)`` (``name(text, labels)`` with per-row labels) callable from Spark SQL, with
+        the same output as the Column. Temporary: for this session."""
+        if not _SQL_NAME.fullmatch(name or ""):
+            raise ConfigError(f"a SQL function name is letters, digits and _, got {shorten(repr(name))}")
+        if self.config.output != "top":
+            spark.udf.register(name, self.function)
+            return
+        batch_name = f"{name}__batch"
+        spark.udf.register(batch_name, self.function)
+        params, args = ("text STRING", "text")
+        if self.config.per_row_labels:
+            params, args = (f"{params}, labels ARRAY<STRING>", f"{args}, labels")
+        spark.sql(
+            f"CREATE OR REPLACE TEMPORARY FUNCTION {name}({params}) "
+            f"RETURNS {SPARK_DDL['top']} RETURN get({batch_name}({args}), 0)"
         )
-    columns = [_column(text_col, "text_col")]
-    if labels_col is not None:
-        columns.append(_column(labels_col, "labels_col"))
-    result = _pandas_udf(config, stats)(*columns)
-    if config.output == "top":
-        result = F.get(result, 0)  # the UDF returns [top] or null: a null struct needs an array around it
-    return result.alias("gliclass")
+
+
+def register_sql(spark: Any, name: str, config: ClassifyConfig | None = None, **settings: Any) -> GLiClassUDF:
+    """Register the classifier as the SQL function `name`, for `config` or the keyword settings of
+    :func:`gliclass_udf` (``model=``, ``labels=``...; ``per_row_labels=True`` for ``name(text, labels)``).
+
+    ``SELECT id, name(text) AS labels FROM docs`` then gives what the Column gives."""
+    if config is not None and settings:
+        raise ConfigError(f"give a config or settings, not both (got {', '.join(sorted(settings))})")
+    udf = GLiClassUDF(config) if config is not None else GLiClassUDF.from_settings(**settings)
+    udf.register(spark, name)
+    return udf
 
 
 def classify_dataframe(
