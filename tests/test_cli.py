@@ -122,6 +122,21 @@ def test_local_runner_keeps_rows_ids_and_order(
     assert result_type(output).value_type == arrow_type("labels").value_type
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_local_runner_reads_the_input_once(fmt, inputs, tiny_checkpoint, tmp_path, monkeypatch):
+    from gliclass_pipelines.cli import inputs as readers
+
+    opened = []
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(Path(path))
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(readers, "open", counting_open, raising=False)
+    assert cli.main(classify_args(inputs[fmt], tmp_path / "out", tiny_checkpoint, "--progress", "log")) == 0
+    assert opened == [inputs[fmt]]  # schema, rows and the progress total from one pass
+
+
 def test_local_runner_writes_several_parts_in_order(inputs, rows, expected, tiny_checkpoint, tmp_path):
     output = tmp_path / "out"
     extra = ("--chunk-rows", "7", "--rows-per-file", "15")
