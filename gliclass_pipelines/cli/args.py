@@ -41,6 +41,9 @@ def build_parser(classify: Command, make_test_model: Command) -> argparse.Argume
     p = commands.add_parser("make-test-model", help="write a tiny random checkpoint, for demos and CI")
     p.set_defaults(func=make_test_model)
     _add_make_test_model(p)
+    from gliclass_pipelines.quality.cli import add_commands  # evaluate, calibrate, fine-tune
+
+    add_commands(commands)
     return parser
 
 
