@@ -15,12 +15,28 @@ import pytest  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parent / "data"  # small real-text fixtures: see data/README.md
 
+SPARK_MASTER = "local[2,2]"  # two cores; a failed task is tried once more, as on a cluster
 SPARK_CONF = {
     "spark.ui.enabled": "false",
     "spark.sql.shuffle.partitions": "4",
     "spark.sql.execution.arrow.maxRecordsPerBatch": "128",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.python.worker.reuse": "true",
 }
+
+
+def spark_python_workers() -> set[int]:
+    """The pids of the Python workers that the pyspark daemon under this process has forked."""
+    import psutil
+
+    found = set()
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "pyspark.daemon" in " ".join(proc.cmdline()):
+                found.update(child.pid for child in proc.children())
+        except psutil.Error:
+            continue
+    return found
 
 
 def read_jsonl(name: str, limit: int) -> list[dict]:
@@ -67,12 +83,12 @@ def tiny_checkpoint(checkpoint_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def spark():
-    """One local[2] SparkSession for the whole run: its JVM and Python workers start once, not per module."""
+    """One SparkSession for the whole run: its JVM and Python workers start once, not once per module."""
     pytest.importorskip("pyspark")
     pytest.importorskip("pandas")
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.master("local[2]").appName("gliclass-pipelines-tests")
+    builder = SparkSession.builder.master(SPARK_MASTER).appName("gliclass-pipelines-tests")
     for key, value in SPARK_CONF.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()

@@ -1,19 +1,18 @@
 """Reliability of the Spark adapter: fuzzed rows, a task that fails once, 200,000 rows, worker memory.
 
-The fuzz runs in this process on the session-wide local[2] `spark` fixture of tests/conftest.py. The retry and
-load checks need a JVM of their own: local[2,2] lets a failed task run again, and the load job must own
-its Python workers to measure them. One subprocess runs this file as a script for both
-(``python tests/test_reliability_spark.py load,retry MODEL OUT.json``) and writes its findings as JSON.
+Everything runs in this process on the session-wide `spark` fixture of tests/conftest.py: local[2,2], so
+a failed task is tried again (as on a cluster), with Arrow for pandas frames. The load job measures the
+Python workers of that session: the pyspark daemon's children under this process.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 
 pytest.importorskip("pyspark")
 
+from conftest import spark_python_workers  # noqa: E402
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from reliability_support import (  # noqa: E402
@@ -151,30 +151,7 @@ def test_spark_fuzzed_labels_refused_on_the_driver(spark, tiny_checkpoint, relia
 
 
 # ------------------------------------------------------------------------------------------------------
-# A fresh JVM (a subprocess) for the retry and the load checks
-
-FRESH_JVM_TESTS = {"load": "test_load_200k_rows_and_worker_memory", "retry": "test_fault_spark_task_retried"}
-
-
-def spark_env() -> dict[str, str]:
-    import pyspark
-
-    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    env.update(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    env.update(SPARK_HOME=str(Path(pyspark.__file__).parent))
-    return env
-
-
-@pytest.fixture(scope="module")
-def fresh_jvm(request, tiny_checkpoint, tmp_path_factory) -> dict[str, Any]:
-    """One subprocess runs the checks of the selected tests: the load job first, then the retry job."""
-    selected = {item.name for item in request.session.items}
-    modes = [mode for mode, name in FRESH_JVM_TESTS.items() if name in selected]
-    out = tmp_path_factory.mktemp("fresh-jvm") / "report.json"
-    args = [sys.executable, __file__, ",".join(modes), str(tiny_checkpoint), str(out)]
-    done = subprocess.run(args, env=spark_env(), capture_output=True, text=True, timeout=900, cwd=ROOT)
-    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
-    return json.loads(out.read_text())
+# Faults and load: the session is local[2,2], so a task that fails once is tried again
 
 
 @case(
@@ -185,8 +162,8 @@ def fresh_jvm(request, tiny_checkpoint, tmp_path_factory) -> dict[str, Any]:
     "the job succeeds after the retry; the Parquet output has every id exactly once, each result as the "
     "core gives it",
 )
-def test_fault_spark_task_retried(fresh_jvm, reliability):
-    report = fresh_jvm["retry"]
+def test_fault_spark_task_retried(spark, tiny_checkpoint, tmp_path, reliability):
+    report = _retry_job(spark, str(tiny_checkpoint), tmp_path)
     reliability.set(**report)
     assert report["failed_attempts"] == ["partition 1, attempt 0"]
     assert report["rows"] == report["distinct_ids"] == 2000
@@ -203,8 +180,9 @@ def test_fault_spark_task_retried(fresh_jvm, reliability):
     "rows in = rows out, ids unique, nulls only for blank texts; worker memory growth for 100,000 rows "
     "<= 1.5 x that for 10,000 rows + 32 MiB",
 )
-def test_load_200k_rows_and_worker_memory(fresh_jvm, reliability):
-    report = fresh_jvm["load"]
+def test_load_200k_rows_and_worker_memory(spark, tiny_checkpoint, tmp_path, reliability):
+    with arrow_batch_rows(spark, 10_000):  # Spark's default, as a user's job has it
+        report = _load_job(spark, str(tiny_checkpoint), tmp_path)
     reliability.set(**report)
     assert report["rows_out"] == report["distinct_ids"] == LOAD_ROWS
     assert report["null_results"] == report["blank_texts"]
@@ -213,31 +191,7 @@ def test_load_200k_rows_and_worker_memory(fresh_jvm, reliability):
 
 
 # ------------------------------------------------------------------------------------------------------
-# The subprocess: python tests/test_reliability_spark.py load,retry MODEL OUT.json
-
-
-def _main(modes: list[str], model: str, out: str) -> None:
-    """Each mode's report, from one local[2,2] session: the load job first, on a clean worker pool."""
-    from pyspark.sql import SparkSession
-
-    builder = SparkSession.builder.master("local[2,2]").appName("gliclass-reliability")
-    for key, value in SESSION_CONF.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
-    jobs = {"load": _load_job, "retry": _retry_job}
-    try:
-        report = {mode: jobs[mode](spark, model, Path(out).parent) for mode in jobs if mode in modes}
-    finally:
-        spark.stop()
-    Path(out).write_text(json.dumps(report))
-
-
-SESSION_CONF = {
-    "spark.ui.enabled": "false",
-    "spark.python.worker.reuse": "true",
-    "spark.sql.execution.arrow.pyspark.enabled": "true",
-}
+# The jobs
 
 
 def _load_job(spark, model: str, work: Path) -> dict[str, Any]:
@@ -283,12 +237,13 @@ def _retry_job(spark, model: str, work: Path) -> dict[str, Any]:
 
     marks = work / "marks"
     marks.mkdir(parents=True)
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "100")
+    assert spark.sparkContext.master == "local[2,2]", "a failed task must be tried again"
     texts = [f"text number {i} about games, science and web libraries" for i in range(2000)]
     df = spark.createDataFrame(list(enumerate(texts)), "id long, text string").repartition(4, "id")
     flaky = df.mapInPandas(failing_once(str(marks)), df.schema)
     path = str(work / "retry.parquet")
-    flaky.select("id", gliclass_udf("text", model=model, labels=LABELS).alias("g")).write.parquet(path)
+    with arrow_batch_rows(spark, 100):
+        flaky.select("id", gliclass_udf("text", model=model, labels=LABELS).alias("g")).write.parquet(path)
     back = spark.read.parquet(path)
     rows = back.collect()
     stats = back.agg(F.count("*"), F.countDistinct("id"), F.min("id"), F.max("id")).first()
@@ -320,22 +275,20 @@ def failing_once(marks: str):
     return fail_first_attempt
 
 
+@contextmanager
+def arrow_batch_rows(spark, rows: int) -> Iterator[None]:
+    """Arrow batches of this many rows for one job on the shared session, then the session's own again."""
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    spark.conf.set(key, str(rows))
+    try:
+        yield
+    finally:
+        spark.conf.set(key, before)
+
+
 def discard(df) -> None:
     df.write.format("noop").mode("overwrite").save()
-
-
-def python_workers() -> list[int]:
-    """The pids of the Python workers that the pyspark daemon under this driver has forked."""
-    import psutil
-
-    found = []
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if "pyspark.daemon" in " ".join(proc.cmdline()):
-                found += [child.pid for child in proc.children()]
-        except psutil.Error:
-            continue
-    return found
 
 
 def _status(pid: int) -> dict[str, int]:
@@ -351,11 +304,11 @@ def _status(pid: int) -> dict[str, int]:
 def measure(job) -> dict[str, Any]:
     """Run a job; the largest peak RSS (and its growth over the RSS before the job) of a Python worker."""
     before = {}
-    for pid in python_workers():
+    for pid in spark_python_workers():
         Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
         before[pid] = _status(pid)["VmRSS"]
     job()
-    peaks = {pid: _status(pid)["VmHWM"] for pid in python_workers()}
+    peaks = {pid: _status(pid)["VmHWM"] for pid in spark_python_workers()}
     growth = {pid: peak - before.get(pid, 0) for pid, peak in peaks.items()}
     top = max(growth, key=growth.get)
     return {
@@ -363,8 +316,3 @@ def measure(job) -> dict[str, Any]:
         "growth": round(growth[top] / MIB, 1),
         "fresh": sum(pid not in before for pid in peaks),
     }
-
-
-if __name__ == "__main__":
-    modes_arg, model_arg, out_arg = sys.argv[1:4]
-    _main(modes_arg.split(","), model_arg, out_arg)
