@@ -231,7 +231,7 @@ def shared_tokenizer(shape: Shape) -> Any:
         texts = corpus_or_synthetic(list(CORPORA), 40000)[:: 1 if shape.vocab > 8000 else 8]
         build_tokenizer(shape.vocab, texts, shape.backbone).save_pretrained(directory)
         (directory / "bench_stamp.json").write_text(json.dumps(stamp))
-    return AutoTokenizer.from_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
 
 
 def gliclass_checkpoint(shape: Shape) -> Path:

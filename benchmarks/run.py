@@ -119,8 +119,8 @@ def load_models(shape: common.Shape, threads: int) -> dict[str, Any]:
     nli = common.cross_encoder_checkpoint(shape)
     torch.set_num_threads(threads)
     clf = Classifier.load(path, device="cpu", num_threads=threads)
-    model = GLiClassModel.from_pretrained(str(path)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = GLiClassModel.from_pretrained(str(path), trust_remote_code=False).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     cross = pipeline("zero-shot-classification", model=str(nli), tokenizer=str(nli), device="cpu")
     return {"clf": clf, "model": model, "tokenizer": tokenizer, "cross": cross}
 
