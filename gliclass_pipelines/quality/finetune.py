@@ -171,11 +171,14 @@ def bootstrap(
     prompt_first: bool = True,
     max_length: int | None = None,
     seed: int = 0,
+    embed_class_token: bool = True,
 ) -> Path:
     """Write a GLiClass uni-encoder checkpoint around a plain encoder (a local Hugging Face folder).
 
     Adds the ``<<LABEL>>``, ``<<SEP>>`` and ``<<EXAMPLE>>`` tokens and resizes the embeddings; the head
-    is freshly initialised (seeded), so fine-tune it before use.
+    is freshly initialised (seeded), so fine-tune it before use. With ``embed_class_token=False`` a
+    label is represented by the token after its ``<<LABEL>>`` (its first word piece, which the pretrained
+    encoder already knows) rather than by the new marker token.
     """
     import torch
     from gliclass import GLiClassModel, GLiClassModelConfig
@@ -201,6 +204,7 @@ def bootstrap(
         pooling_strategy=pooling,
         scorer_type=scorer,
         problem_type="multi_label_classification",
+        embed_class_token=embed_class_token,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
