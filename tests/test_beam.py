@@ -92,12 +92,28 @@ def test_import_gliclass_pipelines_does_not_import_beam():
         {"labels": ["a"], "min_batch_tokens": 4096, "max_batch_tokens": 1024},
         {"labels": ["a"], "max_batch_size": 8, "max_batch_tokens": 1024},
         {"labels": ["a"], "model_copies": 0},
+        {"labels": ["a"], "max_batch_duration_secs": "1"},
+        {"labels": ["a"], "max_batch_duration_secs": float("nan")},
+        {"labels": ["a"], "max_batch_duration_secs": float("inf")},
+        {"labels": ["a"], "max_batch_duration_secs": True},
+        {"labels": ["a"], "text_field": 3},
+        {"labels": ["a"], "text_field": ""},
+        {"labels": ["a"], "labels_field": ["x"]},
+        {"labels": ["a"], "thresold": 0.3},
     ],
 )
 def test_bad_options_fail_at_construction(tiny_checkpoint, kwargs):
     labels = kwargs.pop("labels")
     with pytest.raises(ConfigError):
         GLiClassModelHandler(tiny_checkpoint, labels, **kwargs)
+
+
+def test_from_config_refuses_unknown_beam_arguments(tiny_checkpoint):
+    config = ClassifyConfig(str(tiny_checkpoint), LABELS)
+    with pytest.raises(ConfigError, match="unknown Beam argument.*max_batch_tokenz"):
+        GLiClassModelHandler.from_config(config, max_batch_tokenz=5)
+    assert ClassifyText.from_config(config, text_field="body").handler.text_field == "body"
+    assert GLiClassDoFn.from_config(config).handler.config == config
 
 
 def test_bad_model_string_fails_at_construction():
