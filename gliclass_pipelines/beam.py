@@ -32,8 +32,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 from apache_beam.utils import shared
 
+from gliclass_pipelines.batching import RUN_TOKENS
 from gliclass_pipelines.checks import check_positive_int
 from gliclass_pipelines.config import ClassifyConfig
+from gliclass_pipelines.encoding import estimate_label_tokens, estimate_tokens, text_token_cap
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
 from gliclass_pipelines.loading import load_count
 from gliclass_pipelines.outcomes import RowOutcome, RunStats, log_failed
@@ -51,14 +53,12 @@ __all__ = [
     "GLiClassDoFn",
     "GLiClassModelHandler",
     "dead_letter_count",
-    "estimated_tokens",
     "run_stats",
 ]
 
 NAMESPACE = "gliclass"
 DEAD_LETTERS = "dead_letters"
-CHARS_PER_TOKEN = 4
-DEFAULT_BATCH_TOKENS = 65536
+DEFAULT_BATCH_TOKENS = RUN_TOKENS  # estimated tokens per Beam batch: the engine's one-call budget
 LOAD_LOG_ENV = "GLICLASS_PIPELINES_LOAD_LOG"
 REASON_PREFIX = "reason_"  # counters of null and failed rows, by their outcome's code
 BEAM_ARGS = (
@@ -138,12 +138,6 @@ def _unkeyed(element: Any) -> Any:
     return element[1] if type(element) is tuple and len(element) == 2 else element
 
 
-def estimated_tokens(text: Any, cap: int | None = None) -> int:
-    """A tokenizer-free token estimate (about 4 characters a token) for batch weights and length buckets."""
-    n = len(text) // CHARS_PER_TOKEN + 1 if isinstance(text, str) else 1
-    return min(n, cap) if cap else n
-
-
 class TokenWeight:
     """element_size_fn / batch_length_fn: an element's estimated tokens, labels included, at most `limit`."""
 
@@ -166,13 +160,9 @@ class TokenWeight:
             text, labels = extract(_unkeyed(element), self.text_field, self.labels_field)
         except ElementError:
             return 1
-        label_tokens = self.label_tokens if labels is None else _label_tokens(labels)
-        weight = estimated_tokens(text, self.cap) + label_tokens
+        label_tokens = self.label_tokens if labels is None else estimate_label_tokens(labels)
+        weight = estimate_tokens(text, self.cap) + label_tokens
         return min(weight, self.limit) if self.limit else weight
-
-
-def _label_tokens(labels: Iterable[str]) -> int:
-    return sum(estimated_tokens(label) + 1 for label in labels)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -236,20 +226,9 @@ class _Batch(NamedTuple):
 
 
 def classify_batch(config: ClassifyConfig, texts: list[Any], labels: list[Any], classifier: Any) -> _Batch:
-    """Classify texts whose per-element labels may be None (meaning: the job's shared labels)."""
-    own = [i for i, x in enumerate(labels) if x is not None or config.labels is None]
-    if not own:
-        return _run(config, texts, None, classifier)
-    if len(own) == len(texts):
-        return _run(config, texts, labels, classifier)
-    rest = [i for i, x in enumerate(labels) if x is None]
-    first = _run(config, [texts[i] for i in own], [labels[i] for i in own], classifier)
-    second = _run(config, [texts[i] for i in rest], None, classifier)
-    return _merge(len(texts), (own, first), (rest, second))
-
-
-def _run(config: ClassifyConfig, texts: list[Any], labels: list[Any] | None, classifier: Any) -> _Batch:
-    records, out = config.classify(texts, labels, classifier=classifier)
+    """Classify texts whose per-element labels may be None (the engine then uses the job's shared labels)."""
+    own = None if config.labels is not None and all(x is None for x in labels) else labels
+    records, out = config.classify(texts, own, classifier=classifier)
     return _Batch(records, list(out.outcomes), out.stats)
 
 
@@ -364,8 +343,8 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
 
     def token_weight(self) -> TokenWeight:
         shared_labels = self.config.labels.labels if self.config.labels is not None else ()
-        cap = (self.config.max_length or 1024) if self.config.long_text == "truncate" else None
-        return TokenWeight(self.text_field, self.labels_field, _label_tokens(shared_labels), cap)
+        cap = text_token_cap(self.config.max_length, self.config.long_text)
+        return TokenWeight(self.text_field, self.labels_field, estimate_label_tokens(shared_labels), cap)
 
     # -- the ModelHandler contract ---------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from gliclass_pipelines.checks import check_positive_int, check_threshold
+from gliclass_pipelines.encoding import LONG_TEXT_POLICIES
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.loading import ModelSource, check_device, check_dtype
 from gliclass_pipelines.redaction import redact
@@ -22,7 +23,6 @@ from gliclass_pipelines.taxonomy import Taxonomy
 
 logger = logging.getLogger(__name__)
 
-LONG_TEXT_POLICIES = ("truncate", "chunk")
 RUN_OPTIONS = ("chunk_overlap", "max_batch_rows", "prompt", "examples")  # passed on to Classifier.run
 
 
@@ -115,31 +115,32 @@ class ClassifyConfig:
     ) -> tuple[list[Any], Any]:
         """Shaped records for `texts`, and the classifier's Output (row outcomes, RunStats).
 
-        Failed rows are not logged here: the adapter that knows their position or id logs them once.
-
-        `classifier` is an already loaded model (Beam hands one in); by default the registry's.
+        `row_labels` gives each row its own labels; a row whose labels are null takes the job's shared
+        labels (the engine's rule). `classifier` is an already loaded model (Beam hands one in); by
+        default the registry's. Failed rows are not logged here: the adapter that knows their position
+        or id logs them once.
         """
-        labels = self._labels_for(texts, row_labels)
+        rows = self._rows(texts, row_labels)
         if classifier is None:
             classifier = self.classifier(engine_device)
         out = classifier.run(
             texts,
-            labels,
+            self.labels,
+            row_labels=rows,
             threshold=self.threshold,
             multi_label=self.multi_label,
             return_all=needs_all_labels(self.output),
             long_text=self.long_text,
             batch_tokens=self.batch_tokens,
-            per_row=row_labels is not None,
             **self.options,
         )
         return shape(out.results, self.output), out
 
-    def _labels_for(self, texts: Sequence[Any], row_labels: Sequence[Any] | None) -> Any:
+    def _rows(self, texts: Sequence[Any], row_labels: Sequence[Any] | None) -> list[Any] | None:
         if row_labels is None:
             if self.labels is None:
                 raise ConfigError("this job classifies with per-row labels, but none were given")
-            return self.labels
+            return None
         rows = [_as_list(labels) for labels in row_labels]
         if len(rows) != len(texts):
             raise ConfigError(f"got {len(rows)} label lists for {len(texts)} texts")
