@@ -182,6 +182,7 @@ def _support() -> Any:
         "reliability_support", ROOT / "tests" / "reliability_support.py"
     )
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
