@@ -19,22 +19,32 @@ from gliclass_pipelines.taxonomy import Taxonomy
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClassifyConfig",
     "Classifier",
     "ConfigError",
     "GLiClassPipelinesError",
     "ModelLoadError",
+    "RunStats",
     "Taxonomy",
     "UnsupportedModelError",
     "__version__",
 ]
 
 if TYPE_CHECKING:
+    from gliclass_pipelines.config import ClassifyConfig
     from gliclass_pipelines.engine import Classifier
+    from gliclass_pipelines.outcomes import RunStats
+
+_LAZY = {
+    "Classifier": "gliclass_pipelines.engine",  # torch
+    "ClassifyConfig": "gliclass_pipelines.config",  # numpy
+    "RunStats": "gliclass_pipelines.outcomes",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Classifier":
-        from gliclass_pipelines.engine import Classifier
+    if name in _LAZY:
+        import importlib
 
-        return Classifier
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'gliclass_pipelines' has no attribute {name!r}")
