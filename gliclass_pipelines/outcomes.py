@@ -157,11 +157,6 @@ class Output:
     outcomes: list[RowOutcome]
     stats: RunStats
 
-    @property
-    def reasons(self) -> list[str | None]:
-        """Why each row has no result (None when it has one); read ``outcomes`` instead."""
-        return [o.reason for o in self.outcomes]
-
 
 def log_failed(
     outcomes: Sequence[RowOutcome], *, offset: int = 0, ids: Sequence[Any] | None = None, limit: int = 5

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -182,7 +186,7 @@ def test_per_row_labels_null_and_empty(first_clf, debian_texts):
     out = first_clf.run(debian_texts[:4], [["games", "libs"], None, [], ["games", ""]], threshold=0.0)
     assert len(out.results[0]) == 2
     assert out.results[1] == [] and out.results[2] == []
-    assert out.results[3] is None and "invalid labels" in out.reasons[3]
+    assert out.results[3] is None and "invalid labels" in out.outcomes[3].reason
     assert out.stats["failed"] == 1
 
 
@@ -280,3 +284,14 @@ def test_row_labels_fall_back_to_the_shared_labels(first_clf, debian_texts):
     own = first_clf.classify(texts[:1], ["games", "science"], return_all=True)[0]
     assert_close(out.results[1], shared) and assert_close(out.results[0], own)
     assert out.results[2] == [] and out.stats.ok == 3
+
+
+def test_python_api_load_prints_no_transformers_config_warning(tiny_checkpoint):
+    """Issue 12: `Classifier.load` printed "You are using a model of type GLiClass to instantiate a model
+    of type ``" on every load (the CLI silenced it); a fresh process shows what a user sees."""
+    code = "import sys; from gliclass_pipelines import Classifier; Classifier.load(sys.argv[1], device='cpu')"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "info"}
+    command = [sys.executable, "-c", code, str(tiny_checkpoint)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "to instantiate a model of type" not in done.stderr + done.stdout

@@ -89,7 +89,7 @@ def test_core_fuzzed_texts(clf, reliability):
     def check(rows):
         out = clf.run(rows, LABELS, threshold=0.0)
         kinds = check_output(out, rows, LABELS)
-        for row, reason in zip(rows, out.reasons):
+        for row, reason in zip(rows, (o.reason for o in out.outcomes)):
             want = text_problem(row)
             assert (reason is None) == (want is None) and (want is None or want in reason), (row, reason)
         reliability.add(examples=1, rows=len(rows), classified=len(rows) - sum(kinds.values()))
@@ -122,7 +122,7 @@ def test_core_one_megabyte_texts(clf, reliability):
     out = clf.run(rows, LABELS, return_all=True)
     reliability.set(truncate_seconds=round(time.perf_counter() - started, 2))
     check_output(out, rows, LABELS)
-    got = dict(zip(ONE_MB_TEXTS, out.reasons))
+    got = dict(zip(ONE_MB_TEXTS, (o.reason for o in out.outcomes)))
     assert got.pop("whitespace only") == "blank text"
     assert "lone surrogate" in got.pop("lone surrogate in the middle")
     assert all(reason is None for reason in got.values()), got
@@ -211,17 +211,18 @@ def expect_row(out, i: int, text, cell_value) -> None:
         assert out.results[i] is None
         return
     if cell_value is None or (isinstance(cell_value, float) and math.isnan(cell_value)):
-        assert out.results[i] == [], (cell_value, out.reasons[i])
+        assert out.results[i] == [], (cell_value, out.outcomes[i].reason)
         return
     if not isinstance(cell_value, list):
-        assert out.reasons[i].startswith("invalid labels: per-row labels must be a list")
+        assert out.outcomes[i].reason.startswith("invalid labels: per-row labels must be a list")
         return
     if not cell_value:
         assert out.results[i] == []
     elif label_problems(cell_value):
-        assert out.results[i] is None and out.reasons[i].startswith("invalid labels: "), out.reasons[i]
+        outcome = out.outcomes[i]
+        assert out.results[i] is None and outcome.reason.startswith("invalid labels: "), outcome
     else:
-        assert out.reasons[i] is None and {x["label"] for x in out.results[i]} <= set(cell_value)
+        assert out.outcomes[i].reason is None and {x["label"] for x in out.results[i]} <= set(cell_value)
 
 
 @case(
@@ -257,15 +258,15 @@ def test_core_regressions_found_by_fuzzing(clf, tiny_checkpoint, reliability):
     model = str(tiny_checkpoint)
     out = clf.run(["a fine text", "a bad \ud800 text"], LABELS)
     assert out.results[0] and out.results[1] is None and out.stats["failed"] == 1
-    assert out.reasons[1] == "text is not valid Unicode: lone surrogate '\\ud800' at character 6"
+    assert out.outcomes[1].reason == "text is not valid Unicode: lone surrogate '\\ud800' at character 6"
     for bad in ({"labels": ["games", "\udc80"]}, {"labels": LABELS, "options": {"prompt": "\ud800"}}):
         with pytest.raises(ConfigError, match="not valid Unicode"):
             ClassifyConfig(model=model, **bad)
     cells = ["games", float("nan"), [["nested", "group"]], ["x", "\ud800"]]
     rows = clf.run(["a", "b", "c", "d"], cells, per_row=True)
-    assert rows.reasons[0] == "invalid labels: per-row labels must be a list of str, got str"
+    assert rows.outcomes[0].reason == "invalid labels: per-row labels must be a list of str, got str"
     assert rows.results[1] == [] and {x["label"] for x in rows.results[2]} <= {"nested", "group"}
-    assert rows.results[3] is None and "not valid Unicode" in rows.reasons[3]
+    assert rows.results[3] is None and "not valid Unicode" in rows.outcomes[3].reason
     refused = [{"options": {"bogus": 1}}, {"options": {"chunk_overlap": "8"}}, {"multi_label": "false"}]
     for bad in refused:
         with pytest.raises(ConfigError):
@@ -333,7 +334,7 @@ def test_core_fuzzed_options(reliability, tiny_checkpoint):
             assert "max_length" in str(refused), str(refused)
             reliability.add(refused_at_load=1)
             return
-        assert len(records) == 3 and records[2] is None and out.reasons[:2] == [None, None]
+        assert len(records) == 3 and records[2] is None and all(o.is_ok for o in out.outcomes[:2])
         reliability.add(accepted=1)
 
     try:
