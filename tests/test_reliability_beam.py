@@ -119,24 +119,24 @@ def test_beam_fuzzed_handler(tiny_checkpoint, clf, reliability):
 
 
 BATCHING = ("min_batch_tokens", "max_batch_tokens", "min_batch_size", "max_batch_size", "model_copies")
-GARBAGE = [None, True, -1, 0, 1, 5, 64, 2.5, float("nan"), "x", "10", [1]]
+GARBAGE = [None, True, -1, 0, 1, 5, 64, 2.5, float("nan"), float("inf"), "x", "10", [1]]
+FIELDS = ("max_batch_duration_secs", "text_field", "labels_field")
 
 
 @case(
     INPUTS,
     "Beam: GLiClassModelHandler and ClassifyText built with random values (valid numbers, 0, negatives, "
-    "NaN, bools, strings, lists) for the batching and sharing arguments, plus the core's settings and "
-    "shared label lists (duplicates, markers, surrogates, None). Left out, reported for beam.py: "
-    "max_batch_duration_secs given a non-number (TypeError) and text_field given a non-string (accepted)",
+    "NaN, bools, strings, lists) for the batching and sharing arguments (max_batch_duration_secs, "
+    "text_field and labels_field included), plus the core's settings and shared label lists "
+    "(duplicates, markers, surrogates, None)",
     "ConfigError at construction, never another exception; no model is loaded",
 )
 def test_beam_fuzzed_construction(tiny_checkpoint, reliability):
     from gliclass_pipelines import ConfigError
     from gliclass_pipelines.loading import load_count
 
-    arguments = st.fixed_dictionaries(
-        {}, optional={name: st.sampled_from(GARBAGE) for name in (*BATCHING, "threshold", "max_length")}
-    )
+    names = (*BATCHING, *FIELDS, "threshold", "max_length")
+    arguments = st.fixed_dictionaries({}, optional={name: st.sampled_from(GARBAGE) for name in names})
     before = load_count()
 
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
