@@ -46,6 +46,7 @@ from gliclass_pipelines.labels_plan import (
 from gliclass_pipelines.loading import REGISTRY, ModelSource, load_checkpoint, resolve_device, resolve_dtype
 from gliclass_pipelines.outcomes import Output, RowOutcome, RunStats
 from gliclass_pipelines.postprocess import combine, empty_logits, predictions
+from gliclass_pipelines.quantize import check_precision, precision_device, quantize
 
 logger = logging.getLogger(__name__)
 
@@ -133,24 +134,33 @@ class Classifier:
         engine_device: str | None = None,
         max_length: int | None = None,
         num_threads: int | None = None,
+        precision: str = "float32",
     ) -> Classifier:
-        """The process-wide classifier for (model, device, dtype); loaded on first use, then shared."""
+        """The process-wide classifier for (model, device, dtype, precision); loaded on first use, then
+        shared. ``precision="int8"`` quantizes the encoder for CPU (gliclass_pipelines.quantize)."""
         source = ModelSource.parse(model)
-        resolved_device = resolve_device(device, engine_device)
+        precision = check_precision(precision, device, dtype)
+        resolved_device = resolve_device(precision_device(precision, device), engine_device)
         resolved_dtype = resolve_dtype(dtype, resolved_device)
         if num_threads and torch.get_num_threads() != int(num_threads):  # adapters call this per batch
             torch.set_num_threads(int(num_threads))
         key = (source, resolved_device, resolved_dtype, max_length)
+        if precision != "float32":
+            key += (precision,)
         return REGISTRY.get_or_load(
-            key, lambda: cls._load(source, resolved_device, resolved_dtype, max_length)
+            key, lambda: cls._load(source, resolved_device, resolved_dtype, max_length, precision)
         )
 
     @classmethod
-    def _load(cls, source: ModelSource, device: str, dtype: str, max_length: int | None) -> Classifier:
+    def _load(
+        cls, source: ModelSource, device: str, dtype: str, max_length: int | None, precision: str = "float32"
+    ) -> Classifier:
         started = time.perf_counter()
         directory = source.fetch()
         model, tokenizer, label_tokenizer = load_checkpoint(directory, str(source))
         model.to(device=torch.device(device), dtype=getattr(torch, dtype)).eval()
+        if precision == "int8":
+            quantize(model)
         clf = cls(
             model,
             tokenizer,
@@ -161,7 +171,7 @@ class Classifier:
             max_length=max_length,
         )
         clf.load_seconds = time.perf_counter() - started
-        logger.info("loaded %s on %s (%s) in %.1fs", source, device, dtype, clf.load_seconds)
+        logger.info("loaded %s on %s (%s, %s) in %.1fs", source, device, dtype, precision, clf.load_seconds)
         return clf
 
     # ------------------------------------------------------------------------------------------------

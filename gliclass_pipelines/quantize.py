@@ -48,7 +48,7 @@ def check_precision(precision: str | None, device: str | None = "auto", dtype: s
         device = "auto" if device is None else str(device)
         if device not in ("auto", "cpu"):
             raise ConfigError(f"precision='int8' cannot run on device {device!r}: {_ALTERNATIVES}")
-        if dtype not in (None, "auto", "float32"):
+        if str(dtype).replace("torch.", "") not in ("None", "auto", "float32"):
             raise ConfigError(
                 f"precision='int8' keeps its float parts in float32, so dtype must be 'auto' or 'float32', "
                 f"got {dtype!r}; for {dtype} use precision='float32' on a GPU"

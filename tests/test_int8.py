@@ -154,3 +154,39 @@ def test_the_onnx_path_without_int8_matches_float32(checkpoint_factory):
     np.testing.assert_allclose(score_table(graph, TEXTS), score_table(float32, TEXTS), atol=1e-4)
     with pytest.raises(ConfigError, match="keep_float32 must be"):
         quantize(model, keep_float32="some")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Through Classifier.load and the model registry
+
+
+def test_registry_keeps_float32_and_int8_apart(checkpoint_factory):
+    from gliclass_pipelines.engine import Classifier
+    from gliclass_pipelines.loading import REGISTRY
+
+    path = checkpoint_factory(backbone="modernbert", seed=3)
+    int8 = Classifier.load(path, device="cpu", precision="int8", num_threads=1)
+    float32 = Classifier.load(path, device="cpu")
+    assert int8 is not float32
+    assert type(int8.inner.encoder_model).__name__ == "Int8Encoder"
+    assert type(float32.inner.encoder_model).__name__ != "Int8Encoder"
+    assert Classifier.load(path, precision="int8") is int8  # built once; 'auto' is the CPU for int8
+    assert Classifier.load(path, device="cpu", precision="float32") is float32
+    held = REGISTRY.keys()
+    keys = [k for k in held if str(path) in str(k[0])]
+    assert len(keys) == 2 and sum(k[-1] == "int8" for k in keys) == 1
+    diff = np.abs(np.nan_to_num(score_table(int8, TEXTS) - score_table(float32, TEXTS)))
+    assert 0 < diff.max() < 0.15
+
+
+def test_load_refuses_int8_on_a_gpu_before_loading(checkpoint_factory):
+    from gliclass_pipelines.engine import Classifier
+    from gliclass_pipelines.loading import load_count
+
+    path = checkpoint_factory()
+    before = load_count()
+    with pytest.raises(ConfigError, match="cannot run on device 'cuda:0'.*precision='float32'"):
+        Classifier.load(path, device="cuda:0", precision="int8")
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        Classifier.load(path, device="cpu", precision="int4")
+    assert load_count() == before
