@@ -25,6 +25,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from gliclass_pipelines.beam import DEAD_LETTERS, ClassifyText, dead_letter
+from gliclass_pipelines.checks import split_labels
 from gliclass_pipelines.taxonomy import Taxonomy
 
 
@@ -42,7 +43,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--dead_letter_output", default=None)
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--single_label", action="store_true", help="softmax and one label per text")
-    parser.add_argument("--result_kind", choices=("labels", "top", "scores"), default="labels")
+    parser.add_argument("--output_kind", choices=("labels", "top", "scores"), default="labels")
     parser.add_argument("--device", default="auto", help="auto (resolved on the worker), cpu, cuda, cuda:N")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--max_length", type=int, default=None)
@@ -59,7 +60,7 @@ def read_labels(value: str | None) -> Any:
         return None
     if os.path.isfile(value):
         return Taxonomy.from_file(value)
-    return [label.strip() for label in value.split(",") if label.strip()]
+    return split_labels(value)
 
 
 class ParseLine(beam.DoFn):
@@ -94,7 +95,7 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
         read_labels(args.labels),
         threshold=args.threshold,
         multi_label=not args.single_label,
-        output=args.result_kind,
+        output=args.output_kind,
         device=args.device,
         dtype=args.dtype,
         max_length=args.max_length,
