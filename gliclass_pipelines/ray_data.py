@@ -1,0 +1,145 @@
+"""Classify texts in a Ray Dataset: :class:`GLiClassPredictor` for ``Dataset.map_batches`` and
+:func:`classify_dataset`.
+
+    from gliclass_pipelines.ray_data import classify_dataset
+
+    ds = classify_dataset(ray.data.read_parquet("in/"), "text", labels=["sports", "politics"],
+                          model="knowledgator/gliclass-edge-v3.0", concurrency=2, num_gpus=1)
+
+The driver only builds and checks a :class:`~gliclass_pipelines.config.ClassifyConfig`. Each actor of
+the pool loads the model once, in ``__init__``; with ``num_gpus`` Ray gives the actor its GPU(s) through
+``CUDA_VISIBLE_DEVICES`` and the engine uses the first (``cuda:0`` inside the actor) unless ``device``
+names one. Each batch comes back as an Arrow table: the input columns, then ``output_col`` typed as
+Spark's column (:func:`gliclass_pipelines.results.arrow_type`), one result per row in the batch's order,
+null for a null or blank text. Like Spark, Ray Data does not keep the order of blocks unless
+``DataContext.get_current().execution_options.preserve_order = True``; a result never leaves its row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import pyarrow as pa
+
+from gliclass_pipelines.config import ClassifyConfig
+from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.outcomes import RunStats, log_failed
+from gliclass_pipelines.results import to_arrow
+
+__all__ = ["BATCH_FORMATS", "GLiClassPredictor", "classify_dataset"]
+
+logger = logging.getLogger(__name__)
+
+BATCH_FORMATS = ("pyarrow", "pandas")
+
+
+class GLiClassPredictor:
+    """A callable class for ``map_batches``: ``fn_constructor_kwargs={"config": ..., "text_col": ...}``."""
+
+    def __init__(
+        self,
+        config: ClassifyConfig,
+        text_col: str,
+        output_col: str = "gliclass",
+        labels_col: str | None = None,
+    ) -> None:
+        _check_columns(config, text_col, output_col, labels_col)
+        self.config, self.text_col, self.output_col, self.labels_col = (
+            config,
+            text_col,
+            output_col,
+            labels_col,
+        )
+        self.engine_device = _actor_device()
+        self.classifier = config.classifier(self.engine_device)
+        self.stats = RunStats()
+        logger.info("pid %d: %s on %s", os.getpid(), self.classifier.source, self.classifier.device)
+
+    def __call__(self, batch: Any) -> pa.Table:
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_pandas(batch, preserve_index=False)
+        texts = table.column(self.text_col).to_pylist()
+        row_labels = None if self.labels_col is None else table.column(self.labels_col).to_pylist()
+        records, out = self.config.classify(texts, row_labels, classifier=self.classifier)
+        log_failed(out.outcomes, offset=self.stats.rows)
+        self.stats.add(out.stats)
+        if self.output_col in table.column_names:
+            table = table.drop_columns([self.output_col])
+        return table.append_column(self.output_col, to_arrow(records, self.config.output))
+
+
+def classify_dataset(
+    ds: Any,
+    text_col: str,
+    *,
+    model: str | os.PathLike[str],
+    labels: Any = None,
+    labels_col: str | None = None,
+    output_col: str = "gliclass",
+    batch_format: str = "pyarrow",
+    batch_size: int | None = 1024,
+    concurrency: int | tuple[int, int] = 1,
+    num_gpus: float | None = None,
+    num_cpus: float | None = None,
+    **settings: Any,
+) -> Any:
+    """`ds` with a column `output_col` of results; settings as for ClassifyConfig.from_settings.
+
+    ``concurrency`` is the actor pool's size (or a (min, max) range), ``num_gpus``/``num_cpus`` each
+    actor's resources, ``batch_size`` the rows one call sorts and cuts into forward passes.
+    Raises ConfigError here, on the driver, for a bad model string, taxonomy, setting or column.
+    """
+    if batch_format not in BATCH_FORMATS:
+        raise ConfigError(f"batch_format must be one of {', '.join(BATCH_FORMATS)}, got {batch_format!r}")
+    if labels_col is not None and labels is not None:
+        raise ConfigError("give either labels (one taxonomy for every row) or labels_col (per row), not both")
+    config = ClassifyConfig.from_settings(model, labels, per_row_labels=labels_col is not None, **settings)
+    _check_columns(config, text_col, output_col, labels_col)
+    names = ds.columns(fetch_if_missing=False)
+    for what, name in (("text_col", text_col), ("labels_col", labels_col)):
+        if names is not None and name is not None and name not in names:
+            raise ConfigError(f"{what} {name!r} is not a column of the Dataset; it has {', '.join(names)}")
+    resources = {k: v for k, v in (("num_gpus", num_gpus), ("num_cpus", num_cpus)) if v is not None}
+    return ds.map_batches(
+        GLiClassPredictor,
+        fn_constructor_kwargs={
+            "config": config,
+            "text_col": text_col,
+            "output_col": output_col,
+            "labels_col": labels_col,
+        },
+        batch_format=batch_format,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        zero_copy_batch=True,
+        **resources,
+    )
+
+
+def _check_columns(config: ClassifyConfig, text_col: Any, output_col: Any, labels_col: Any) -> None:
+    for what, name in (("text_col", text_col), ("output_col", output_col)):
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{what} must be a column name, got {name!r}")
+    if config.per_row_labels != (labels_col is not None):
+        raise ConfigError(
+            "a per-row labels config needs labels_col, and a shared-labels config must not get one"
+        )
+    if labels_col is not None and not isinstance(labels_col, str):
+        raise ConfigError(f"labels_col must be a column name, got {labels_col!r}")
+
+
+def _actor_device() -> str | None:
+    """cuda:0 when Ray assigned this actor a GPU that CUDA can see (Ray sets CUDA_VISIBLE_DEVICES)."""
+    import ray
+
+    if not ray.is_initialized() or not ray.get_gpu_ids():
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda:0"
+    logger.warning(
+        "Ray assigned GPU(s) %s, but CUDA is not available here; using the default device", ray.get_gpu_ids()
+    )
+    return None
