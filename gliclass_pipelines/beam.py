@@ -586,7 +586,7 @@ class GLiClassDoFn(beam.DoFn):
 
     def setup(self) -> None:
         config = self.handler.config
-        tag = f"gliclass:{config.model}:{config.device}:{config.dtype}:{config.max_length}"
+        tag = f"gliclass:{config.model}:{config.device}:{config.dtype}:{config.max_length}:{config.precision}"
         self._holder = self._shared.acquire(lambda: _Loaded(self.handler.load_model()), tag=tag)
 
     def process(self, element: Any) -> Iterable[PredictionResult]:

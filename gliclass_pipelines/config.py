@@ -17,6 +17,7 @@ from gliclass_pipelines.checks import check_positive_int, check_threshold
 from gliclass_pipelines.encoding import LONG_TEXT_POLICIES
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.loading import ModelSource, check_device, check_dtype
+from gliclass_pipelines.quantize import check_precision
 from gliclass_pipelines.redaction import redact
 from gliclass_pipelines.results import check_output, needs_all_labels, shape
 from gliclass_pipelines.taxonomy import Taxonomy
@@ -42,6 +43,7 @@ class ClassifyConfig:
     batch_tokens: int | None = None
     max_length: int | None = None
     num_threads: int | None = None
+    precision: str = "float32"  # "int8": the encoder quantized for CPU (gliclass_pipelines.quantize)
     options: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -54,6 +56,7 @@ class ClassifyConfig:
         check_output(self.output)
         object.__setattr__(self, "device", check_device(self.device))
         object.__setattr__(self, "dtype", check_dtype(self.dtype))
+        object.__setattr__(self, "precision", check_precision(self.precision, self.device, self.dtype))
         if self.long_text not in LONG_TEXT_POLICIES:
             raise ConfigError(f"long_text must be one of {LONG_TEXT_POLICIES}, got {self.long_text!r}")
         for name in ("batch_tokens", "max_length", "num_threads"):
@@ -104,6 +107,7 @@ class ClassifyConfig:
             engine_device=engine_device,
             max_length=self.max_length,
             num_threads=self.num_threads,
+            precision=self.precision,
         )
 
     def classify(

@@ -190,3 +190,111 @@ def test_load_refuses_int8_on_a_gpu_before_loading(checkpoint_factory):
     with pytest.raises(ConfigError, match="precision must be one of"):
         Classifier.load(path, device="cpu", precision="int4")
     assert load_count() == before
+
+
+# ----------------------------------------------------------------------------------------------------
+# Through the settings carrier and the adapters
+
+ADAPTER_LABELS = ["libraries", "games", "science", "networking"]
+
+
+@pytest.fixture(scope="module")
+def int8_expected(tiny_checkpoint, debian_texts):
+    """In-process int8 results for 30 real texts and a null: what every adapter must give."""
+    from gliclass_pipelines.engine import Classifier
+
+    texts = [*debian_texts[:30], None]
+    clf = Classifier.load(tiny_checkpoint, device="cpu", precision="int8")
+    return texts, clf.run(texts, ADAPTER_LABELS, return_all=True).results
+
+
+def same_scores(got, want) -> None:
+    if want is None:
+        assert got is None
+        return
+    assert {x["label"]: x["score"] for x in got} == pytest.approx(
+        {x["label"]: x["score"] for x in want}, abs=1e-4
+    )
+
+
+def test_classify_config_carries_precision(tiny_checkpoint, int8_expected):
+    from gliclass_pipelines.config import ClassifyConfig
+
+    texts, want = int8_expected
+    model = str(tiny_checkpoint)
+    config = ClassifyConfig.from_settings(model, ADAPTER_LABELS, precision="int8", output="scores")
+    assert config.precision == "int8" and config.with_(threshold=0.3).precision == "int8"
+    assert type(config.classifier().inner.encoder_model).__name__ == "Int8Encoder"
+    records, _ = config.classify(texts)
+    for got, expected in zip(records, want):
+        if expected is None:
+            assert got is None
+        else:
+            assert got == pytest.approx({x["label"]: x["score"] for x in expected}, abs=1e-4)
+    with pytest.raises(ConfigError, match="cannot run on device 'cuda'"):
+        ClassifyConfig.from_settings(str(tiny_checkpoint), ADAPTER_LABELS, precision="int8", device="cuda")
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        ClassifyConfig.from_settings(str(tiny_checkpoint), ADAPTER_LABELS, precision="half")
+
+
+@pytest.mark.spark
+def test_spark_udf_runs_int8(spark, tiny_checkpoint, int8_expected):
+    from gliclass_pipelines.spark import gliclass_udf
+
+    texts, want = int8_expected
+    df = spark.createDataFrame(list(enumerate(texts)), "id long, text string").repartition(2)
+    column = gliclass_udf("text", model=str(tiny_checkpoint), labels=ADAPTER_LABELS, precision="int8")
+    got = {row.id: row.r for row in df.select("id", column.alias("r")).collect()}
+    assert sorted(got) == list(range(len(texts)))
+    for i, expected in enumerate(want):
+        kept = None if expected is None else [x for x in expected if x["score"] >= 0.5]
+        if kept is None:
+            assert got[i] is None
+        else:
+            assert [x["label"] for x in got[i]] == [x["label"] for x in kept]
+            same_scores([x.asDict() for x in got[i]], kept)
+
+
+@pytest.mark.beam
+def test_beam_handler_runs_int8(tiny_checkpoint, int8_expected, tmp_path):
+    beam = pytest.importorskip("apache_beam")
+    from apache_beam.ml.inference.base import RunInference
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from beam_support import collected, sink
+
+    from gliclass_pipelines.beam import GLiClassModelHandler
+
+    texts, want = int8_expected
+    handler = GLiClassModelHandler(str(tiny_checkpoint), ADAPTER_LABELS, precision="int8", threshold=0.0)
+    assert handler.config.precision == "int8"
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        sink(pipeline | beam.Create(texts) | RunInference(handler), tmp_path)
+    got = {r.example: r.inference for r in collected(tmp_path)}
+    assert len(got) == len(texts)
+    for text, expected in zip(texts, want):
+        same_scores(got[text], expected)
+
+
+def test_cli_precision_flag(tiny_checkpoint, int8_expected, tmp_path):
+    import json
+
+    pq = pytest.importorskip("pyarrow.parquet")
+    from gliclass_pipelines import cli
+
+    texts, want = int8_expected
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
+    output = tmp_path / "out"
+    args = ["classify", "--input", str(source), "--output", str(output), "--text-column", "text",
+            "--id-column", "id", "--labels", ",".join(ADAPTER_LABELS), "--model", str(tiny_checkpoint),
+            "--output-kind", "scores", "--precision", "int8"]  # fmt: skip
+    assert cli.main(args) == 0
+    rows = {r["id"]: r["gliclass"] for r in pq.read_table(output).to_pylist()}
+    for i, expected in enumerate(want):
+        if expected is None:
+            assert rows[i] is None
+        else:
+            assert dict(rows[i]) == pytest.approx(  # a map column reads back as (label, score) pairs
+                {x["label"]: x["score"] for x in expected}, abs=1e-4
+            )
+    assert cli.main([*args[:-1], "int4"]) == cli.EXIT_USAGE

@@ -102,6 +102,11 @@ def _add_classification(p: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--dtype", default="auto", help="auto (default), float32, float16 or bfloat16")
     group.add_argument(
+        "--precision",
+        default="float32",
+        help="float32 (default), or int8: the encoder quantized for CPU, ~3x faster, scores within ~0.1",
+    )
+    group.add_argument(
         "--long-text",
         choices=("truncate", "chunk"),
         default="truncate",
@@ -180,6 +185,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
         batch_tokens=args.batch_tokens,
         max_length=args.max_length,
         num_threads=args.num_threads,
+        precision=args.precision,
     )
     output = check_output_place(Path(args.output), protected_places(source, args))
     if source.resolve() in output.parents:
