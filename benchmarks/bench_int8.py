@@ -358,6 +358,33 @@ def quality(args: Any) -> dict[str, Any]:
     return out
 
 
+def quality_markdown(result: dict[str, Any]) -> str:
+    rows = result["rows"]
+    lines = [
+        "# int8 accuracy on a trained model (Debtags)",
+        "",
+        f"Model: `{result['model']}` (a GLiClass on the pretrained MiniLM encoder, fine-tuned by "
+        f"bench_quality.py); {result['labels']} labels; {rows['test']} test rows, thresholds calibrated "
+        f"on {rows['val']} validation rows for each precision; load average {result['loadavg'][0]:.1f}. "
+        "Score differences: |int8 score - float32 score| over every (test row, label).",
+        "",
+        "| precision | micro-F1 at 0.5 | change | micro-F1 calibrated | change | diff median | p99 | max "
+        "| test rows/CPU-s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("float32", "int8", "int8 all matmuls"):
+        r = result[name]
+        change = r.get("micro_f1_change", {"at_0.5": 0.0, "calibrated": 0.0})
+        diff = r.get("score_diff", {"median": 0.0, "p99": 0.0, "max": 0.0})
+        speed = rows["test"] / result["seconds"][name]["test"]["cpu"]
+        lines.append(
+            f"| {name} | {r['at_0.5']['micro_f1']:.4f} | {100 * change['at_0.5']:+.2f} pt | "
+            f"{r['calibrated']['micro_f1']:.4f} | {100 * change['calibrated']:+.2f} pt | "
+            f"{diff['median']:.1e} | {diff['p99']:.4f} | {diff['max']:.4f} | {speed:.1f} |"
+        )
+    return "\n".join([*lines, ""])
+
+
 def main(argv: list[str] | None = None) -> int:
     import transformers
 
@@ -367,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         result = quality(args)
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{args.name}-quality.json").write_text(json.dumps(result, indent=1) + "\n")
+        (RESULTS / f"{args.name}-quality.md").write_text(quality_markdown(result))
         return 0
     report = {"environment": environment(args)}
     report["cells"] = [cell for shape in args.shape_names for cell in run_shape(shape, args)]
