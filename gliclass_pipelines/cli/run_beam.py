@@ -77,7 +77,6 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
         stats_from_output(job, temp, summary)
         summary.truncated = counts["truncated"]
         return
-    counts["failed"] += beam_counter(result, "dead_letters") or 0
     add_computed(summary, RunStats(**counts), written_rows(temp))
 
 
