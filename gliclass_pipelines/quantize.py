@@ -32,7 +32,9 @@ logger = logging.getLogger(__name__)
 PRECISIONS = ("float32", "int8")
 KEEP_FLOAT32 = "ffn-output"  # which weight MatMuls stay float32: "ffn-output", "none" or "all"
 EXPORT_TOLERANCE = 1e-3  # largest hidden-state difference of the float32 export to torch
-_PROBE_LENGTHS = (300, 37, 3)  # the first one is traced: longer than ModernBERT's 128-token local window
+# probe lengths, cut at the encoder's positions: the first is traced (longer than ModernBERT's 128-token
+# local window and DeBERTa's 256 position buckets); the export is checked at all of them
+_PROBE_LENGTHS = (300, 1024, 37, 3)
 _ALTERNATIVES = (
     "int8 runs on CPU only; on a GPU use precision='float32' with dtype='bfloat16' or 'float16' "
     "(dtype='auto' picks one), or pass device='cpu' to run int8"
@@ -140,10 +142,8 @@ def _probes(config: Any) -> list[Any]:
     limit = getattr(encoder_config, "max_position_embeddings", 512) or 512
     generator = torch.Generator().manual_seed(0)
     low = min(5, encoder_config.vocab_size - 1)
-    return [
-        torch.randint(low, encoder_config.vocab_size, (1, min(n, limit)), generator=generator)
-        for n in _PROBE_LENGTHS
-    ]
+    lengths = dict.fromkeys(min(n, limit) for n in _PROBE_LENGTHS)
+    return [torch.randint(low, encoder_config.vocab_size, (1, n), generator=generator) for n in lengths]
 
 
 def _hidden_states(encoder: Any) -> Any:
