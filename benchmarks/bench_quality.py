@@ -151,6 +151,7 @@ def stage_finetune(args: argparse.Namespace, splits: dict, labels: list[str]) ->
             seed=args.seed,
             embed_class_token=not args.label_word,
         )
+    start = Path(args.start) if args.start else start
     out = Path(args.out) if args.out else CACHE / f"model-{args.name}"
     rows = [(r["text"], r["labels"]) for r in train]
     result = fine_tune(start, rows, out, taxonomy=labels, config=config)
@@ -265,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("stage", choices=("baselines", "finetune", "report"))
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--name", default="full")
+    parser.add_argument("--start", help="train on from this checkpoint (default: the MiniLM bootstrap)")
     parser.add_argument("--out", help="where to write the fine-tuned checkpoint (default: the cache)")
     parser.add_argument("--shots", type=int, default=0, help="train on this many rows per label (0: all)")
     parser.add_argument("--epochs", type=int, default=2)
