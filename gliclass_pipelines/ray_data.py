@@ -26,6 +26,7 @@ import pyarrow as pa
 from gliclass_pipelines.config import ClassifyConfig
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.outcomes import RunStats, log_failed
+from gliclass_pipelines.redaction import redact
 from gliclass_pipelines.results import to_arrow
 
 __all__ = ["BATCH_FORMATS", "GLiClassPredictor", "classify_dataset"]
@@ -46,16 +47,14 @@ class GLiClassPredictor:
         labels_col: str | None = None,
     ) -> None:
         _check_columns(config, text_col, output_col, labels_col)
-        self.config, self.text_col, self.output_col, self.labels_col = (
-            config,
-            text_col,
-            output_col,
-            labels_col,
-        )
+        self.config = config
+        self.text_col = text_col
+        self.output_col = output_col
+        self.labels_col = labels_col
         self.engine_device = _actor_device()
         self.classifier = config.classifier(self.engine_device)
         self.stats = RunStats()
-        logger.info("pid %d: %s on %s", os.getpid(), self.classifier.source, self.classifier.device)
+        logger.info("pid %d: %s on %s", os.getpid(), redact(self.classifier.source), self.classifier.device)
 
     def __call__(self, batch: Any) -> pa.Table:
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_pandas(batch, preserve_index=False)
