@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-# ../shared/data beside the checkout; shared/data inside it (device machines); or $BENCH_DATA
+# $BENCH_DATA; ../shared/data beside the checkout; shared/data inside it (device machines); else the
+# tests' small cut of the same corpora, so a fresh clone can still run the harness.
 DATA_DIRS = [Path(p) for p in os.environ.get("BENCH_DATA", "").split(os.pathsep) if p]
-DATA_DIRS += [ROOT.parent / "shared" / "data", ROOT / "shared" / "data"]
+DATA_DIRS += [ROOT.parent / "shared" / "data", ROOT / "shared" / "data", ROOT / "tests" / "data"]
 CACHE = ROOT / ".cache" / "bench"
 CORPORA = {"debian": "debian_packages.jsonl", "pypi": "pypi_summaries.jsonl"}
 LABEL_TOKEN, SEP_TOKEN, EXAMPLE_TOKEN = "<<LABEL>>", "<<SEP>>", "<<EXAMPLE>>"
