@@ -110,10 +110,23 @@ def classify_dataset(
         },
         batch_format=batch_format,
         batch_size=batch_size,
-        concurrency=concurrency,
+        compute=_pool(concurrency),
         zero_copy_batch=True,
         **resources,
     )
+
+
+def _pool(concurrency: Any) -> Any:
+    """An ActorPoolStrategy: a fixed size n, or autoscaling between (min, max) actors."""
+    from ray.data import ActorPoolStrategy
+
+    sizes = concurrency if isinstance(concurrency, tuple) else (concurrency, concurrency)
+    valid = all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes)
+    if len(sizes) != 2 or not valid or sizes[0] > sizes[-1]:
+        raise ConfigError(f"concurrency must be a positive int or a (min, max) pair, got {concurrency!r}")
+    if sizes[0] == sizes[1]:
+        return ActorPoolStrategy(size=sizes[0])
+    return ActorPoolStrategy(min_size=sizes[0], max_size=sizes[1])
 
 
 def _check_columns(config: ClassifyConfig, text_col: Any, output_col: Any, labels_col: Any) -> None:

@@ -100,6 +100,8 @@ def test_per_row_labels_and_two_actors(local_ray, tiny_checkpoint):
         {"labels": LABELS, "batch_format": "numpy"},
         {"labels": LABELS, "num_beams": 2},
         {"labels": LABELS, "text_col": "body"},
+        {"labels": LABELS, "concurrency": 0},
+        {"labels": LABELS, "concurrency": (2, 1, 3)},
     ],
 )
 def test_bad_arguments_raise_on_the_driver(local_ray, kwargs):
