@@ -4,12 +4,15 @@ dynamic quantization, our float32 Classifier and the reference pipeline at its d
     .venv/bin/python benchmarks/bench_int8.py                          # edge, 8 labels, 1 and 2 threads
     .venv/bin/python benchmarks/bench_int8.py --labels 1,8,32,128 --threads 1 --name int8-labels
     .venv/bin/python benchmarks/bench_int8.py --shapes base --labels 8 --texts 8
+    .venv/bin/python benchmarks/bench_int8.py --quality-model DIR --threads 1    # Debtags micro-F1
 
 Every contender classifies the same texts through a Classifier (the reference through its own
 pipeline), alternately within one run (round-robin, the first contender rotating each round; medians).
 Random weights with the published shapes (common.py). Accuracy: every (text, label) score against
 float32's, and the batch dependence: each text's scores alone against its scores among the others.
-Results: benchmarks/results/<name>.json and .md.
+Results: benchmarks/results/<name>.json and .md. With --quality-model, a trained Debtags GLiClass is
+scored on bench_quality.py's validation and test splits in float32 and int8: micro-F1 at 0.5 and
+calibrated on the validation split, and the score differences (<name>-quality.json and .md).
 """
 
 from __future__ import annotations
