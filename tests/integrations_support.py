@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 import pytest
@@ -75,26 +73,3 @@ def assert_same(got: list[Any], want: list[Any], output: str) -> None:
         else:
             assert [x[0] for x in g] == [x[0] for x in w], f"row {i}"
             assert [x[1] for x in g] == pytest.approx([x[1] for x in w], abs=TOLERANCE), f"row {i}"
-
-
-@pytest.fixture(scope="module")
-def spark():
-    """The running SparkSession if there is one (left running), else local[2], stopped after the module."""
-    pytest.importorskip("pyspark")
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    active = SparkSession.getActiveSession()
-    session = active or (
-        SparkSession.builder.master("local[2]")
-        .appName("gliclass-integration-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.python.worker.reuse", "true")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    if active is None:
-        session.stop()

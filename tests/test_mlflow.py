@@ -21,8 +21,6 @@ from integrations_support import LABELS, TEXTS, assert_same, expected  # noqa: E
 
 from gliclass_pipelines.errors import ConfigError  # noqa: E402
 
-pytest_plugins = ["integrations_support"]
-
 TAXONOMY = {"labels": LABELS, "thresholds": {"games": 0.3}}
 
 

@@ -19,7 +19,6 @@ from integrations_support import LABELS, ROW_LABELS, TEXTS, assert_same, expecte
 from gliclass_pipelines.errors import ConfigError  # noqa: E402
 
 pytestmark = pytest.mark.spark
-pytest_plugins = ["integrations_support"]
 
 
 @pytest.fixture(scope="module")
