@@ -86,13 +86,17 @@ def classify_dataset(
     """`ds` with a column `output_col` of results; settings as for ClassifyConfig.from_settings.
 
     ``concurrency`` is the actor pool's size (or a (min, max) range), ``num_gpus``/``num_cpus`` each
-    actor's resources, ``batch_size`` the rows one call sorts and cuts into forward passes.
+    actor's resources (torch threads default to the actor's CPUs, so actors do not oversubscribe),
+    ``batch_size`` the rows one call sorts and cuts into forward passes.
     Raises ConfigError here, on the driver, for a bad model string, taxonomy, setting or column.
     """
     if batch_format not in BATCH_FORMATS:
         raise ConfigError(f"batch_format must be one of {', '.join(BATCH_FORMATS)}, got {batch_format!r}")
     if labels_col is not None and labels is not None:
         raise ConfigError("give either labels (one taxonomy for every row) or labels_col (per row), not both")
+    # torch threads: the actor's CPUs (Ray gives a map_batches actor 1 by default), as Spark uses the task's
+    cpus = num_cpus if isinstance(num_cpus, int | float) and not isinstance(num_cpus, bool) else 1
+    settings.setdefault("num_threads", max(1, int(cpus)))
     config = ClassifyConfig.from_settings(model, labels, per_row_labels=labels_col is not None, **settings)
     _check_columns(config, text_col, output_col, labels_col)
     names = ds.columns(fetch_if_missing=False)
