@@ -126,7 +126,7 @@ def save_model(
 def log_model(model: str | os.PathLike[str], name: str, labels: Any, **kwargs: Any) -> Any:
     """Log `model` (a checkpoint directory, Hub id or URI; copied) with its taxonomy to the active run.
 
-    `kwargs`: the settings (threshold, multi_label, output, device, dtype, long_text, batch_tokens,
+    `kwargs`: the settings (threshold, multi_label, output, device, dtype, precision, long_text, batch_tokens,
     max_length), ``text_column`` (default "text"), ``result_format`` ("records" or "json"), and
     ``pip_requirements``, ``registered_model_name`` or other arguments of ``mlflow.pyfunc.log_model``.
     Everything is checked before the checkpoint is copied. Returns MLflow's ModelInfo (``.model_uri``).
