@@ -299,6 +299,28 @@ def test_text_that_turns_into_a_number(tiny_checkpoint, tmp_path, monkeypatch, c
 
 @case(
     INPUTS,
+    "the Beam runner on JSON lines whose text turns into a number after the rows that set the types",
+    "exit 0: every row written; the number's row with a null text and a null result",
+)
+@pytest.mark.beam
+def test_beam_runner_text_that_turns_into_a_number(tiny_checkpoint, tmp_path, monkeypatch, capsys, caplog):
+    from gliclass_pipelines.cli import inputs
+
+    monkeypatch.setattr(inputs, "SCHEMA_ROWS", 20)
+    rows_in = good_rows(30)
+    rows_in[25]["text"] = 42
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows_in), encoding="utf-8")
+    args = [*classify(source, tmp_path / "out", tiny_checkpoint, "error"), "--runner", "beam"]
+    rows, success, _ = run_ok(args, capsys, caplog)
+    by_id = {r["id"]: r for r in rows}
+    assert len(rows) == 30 and sorted(by_id) == [r["id"] for r in rows_in]
+    assert by_id["00025"]["text"] is None and by_id["00025"]["gliclass"] is None
+    assert sum(r["gliclass"] is None for r in rows) == 1 and success["failed"] == 1
+
+
+@case(
+    INPUTS,
     "a 5 MB text in JSON lines and in CSV (over Arrow's default block size)",
     "exit 0: the long row classified (truncated), its neighbours too",
 )

@@ -328,8 +328,8 @@ def _to_chunk(batch: list[tuple[Any, Any, Any]], schema: Any, done: float) -> Ch
     return Chunk(table, problems, done)
 
 
-def _conform_row(i: int, row: dict, schema: Any, where: tuple[Path, int], problems: dict) -> dict:
-    """The row with each value that does not fit its column's type set to null, and why."""
+def misfits(row: dict, schema: Any) -> list[str]:
+    """The columns whose value in ``row`` does not fit the column's Arrow type."""
     import pyarrow as pa
 
     bad = []
@@ -338,6 +338,12 @@ def _conform_row(i: int, row: dict, schema: Any, where: tuple[Path, int], proble
             pa.array([row.get(column.name)], type=column.type)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             bad.append(column.name)
+    return bad
+
+
+def _conform_row(i: int, row: dict, schema: Any, where: tuple[Path, int], problems: dict) -> dict:
+    """The row with each value that does not fit its column's type set to null, and why."""
+    bad = misfits(row, schema)
     if not bad:
         return row
     shown = ", ".join(
