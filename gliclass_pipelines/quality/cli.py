@@ -56,19 +56,26 @@ def add_commands(commands: Any) -> None:
         "--encoder", help="a plain encoder folder to bootstrap a GLiClass model from (not --model)"
     )
     p.add_argument("--out", required=True, type=Path, help="folder for the fine-tuned checkpoint")
-    for name, kind, default in (("epochs", int, 3), ("batch-size", int, 8), ("encoder-lr", float, 3e-5),
-                                ("head-lr", float, 1e-3), ("max-length", int, 256), ("negatives", int, None),
-                                ("freeze-layers", int, 0), ("seed", int, 0)):  # fmt: skip
-        p.add_argument(f"--{name}", type=kind, default=default)
-    p.add_argument("--loss", choices=("bce", "focal"), default="bce")
-    p.add_argument("--device", default="auto")
+    for name, kind, default, text in (
+        ("epochs", int, 3, "passes over the rows"),
+        ("batch-size", int, 8, "rows per optimizer step"),
+        ("encoder-lr", float, 3e-5, "learning rate of the encoder"),
+        ("head-lr", float, 1e-3, "learning rate of the GLiClass head (pooler, scorer, new tokens)"),
+        ("max-length", int, 256, "tokens per training sequence, labels included"),
+        ("negatives", int, None, "labels sampled per row besides its gold ones (default: every label)"),
+        ("freeze-layers", int, 0, "bottom encoder layers kept frozen"),
+        ("seed", int, 0, "seed for sampling, shuffling and initialisation"),
+    ):
+        p.add_argument(f"--{name}", type=kind, default=default, help=f"{text} (default {default})")
+    p.add_argument("--loss", choices=("bce", "focal"), default="bce", help="training loss (default bce)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.set_defaults(func=fine_tune_command)
 
 
 def _add_data(p: argparse.ArgumentParser, *, model_required: bool = True) -> None:
     p.add_argument("--model", required=model_required, help="GLiClass checkpoint folder (or hub id)")
     p.add_argument("--input", required=True, help="labelled rows: .parquet, .jsonl or .csv")
-    p.add_argument("--text-column", default="text")
+    p.add_argument("--text-column", default="text", help="column holding the text (default text)")
     p.add_argument("--gold-column", default="labels", help="gold labels: a list, or delimited text")
     p.add_argument("--delimiter", default=",", help="separates gold labels in text (default ',')")
     group = p.add_mutually_exclusive_group()
