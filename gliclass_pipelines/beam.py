@@ -49,7 +49,6 @@ from gliclass_pipelines.checks import check_positive_int
 from gliclass_pipelines.config import ClassifyConfig
 from gliclass_pipelines.encoding import estimate_label_tokens, text_token_cap
 from gliclass_pipelines.errors import ConfigError
-from gliclass_pipelines.loading import load_count
 from gliclass_pipelines.outcomes import RowOutcome, RunStats, log_failed
 from gliclass_pipelines.redaction import redact
 
@@ -68,7 +67,6 @@ __all__ = [
     "run_stats",
 ]
 
-LOAD_LOG_ENV = "GLICLASS_PIPELINES_LOAD_LOG"
 BEAM_ARGS = (
     "text_field",
     "labels_field",
@@ -231,10 +229,7 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
     # -- the ModelHandler contract ---------------------------------------------------------------------
 
     def load_model(self) -> Any:
-        before = load_count()
-        classifier = self._worker_config().classifier()
-        _log_load(load_count() - before)
-        return classifier
+        return self._worker_config().classifier()
 
     def run_inference(
         self, batch: Sequence[Any], model: Any, inference_args: dict[str, Any] | None = None
@@ -352,14 +347,6 @@ def _next_slot(model: str) -> int:
         handle.truncate()
         handle.write(str(slot + 1))
     return slot
-
-
-def _log_load(loads: int) -> None:
-    """With GLICLASS_PIPELINES_LOAD_LOG set, append "<pid> <loads>" each time load_model runs."""
-    path = os.environ.get(LOAD_LOG_ENV)
-    if path:
-        with open(path, "a") as handle:
-            handle.write(f"{os.getpid()} {loads}\n")
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -456,16 +456,34 @@ def make_probe():
     return probe
 
 
+def load_logging_handler(log: Path, *args, **kwargs):
+    """A handler whose load_model appends "<pid> <models loaded>" to ``log``; the class is nested so that
+    cloudpickle ships it by value to worker processes, which cannot import this module."""
+
+    class LoadLogging(GLiClassModelHandler):
+        def load_model(self):
+            import os
+
+            from gliclass_pipelines.loading import load_count
+
+            before = load_count()
+            model = super().load_model()
+            with open(log, "a") as handle:
+                handle.write(f"{os.getpid()} {load_count() - before}\n")
+            return model
+
+    return LoadLogging(*args, **kwargs)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("large_model", [False, True], ids=["per-process", "large_model"])
-def test_multi_process_loads(tiny_checkpoint, clf, debian_texts, tmp_path, monkeypatch, large_model):
+def test_multi_process_loads(tiny_checkpoint, clf, debian_texts, tmp_path, large_model):
     """Measures two things per worker process: how often load_model really loaded a model (a log line per
-    load_model call, written by the handler when GLICLASS_PIPELINES_LOAD_LOG is set), and the registry's
-    load_count() in every process that ran inference (read by a DoFn fused after RunInference)."""
+    load_model call, written by a test subclass of the handler), and the registry's load_count() in every
+    process that ran inference (read by a DoFn fused after RunInference)."""
     log = tmp_path / "loads.log"
-    monkeypatch.setenv(gbeam.LOAD_LOG_ENV, str(log))
     texts = debian_texts[100:160]
-    handler = GLiClassModelHandler(tiny_checkpoint, LABELS, num_threads=1, large_model=large_model)
+    handler = load_logging_handler(log, tiny_checkpoint, LABELS, num_threads=1, large_model=large_model)
     options = PipelineOptions(direct_running_mode="multi_processing", direct_num_workers=2)
     with beam.Pipeline(runner="DirectRunner", options=options) as pipeline:
         results = pipeline | beam.Create(texts) | beam.Reshuffle() | RunInference(handler)
