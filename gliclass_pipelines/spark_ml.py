@@ -30,6 +30,7 @@ from gliclass_pipelines.checks import check_positive_int, check_threshold
 from gliclass_pipelines.config import LONG_TEXT_POLICIES
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.loading import ModelSource, check_device, check_dtype
+from gliclass_pipelines.quantize import PRECISIONS, check_precision
 from gliclass_pipelines.redaction import shorten
 from gliclass_pipelines.results import check_output
 from gliclass_pipelines.taxonomy import Taxonomy
@@ -132,6 +133,12 @@ class GLiClassTransformer(
     )
     device = Param(Params._dummy(), "device", "auto, cpu, cuda or cuda:N", typeConverter=check_device)
     dtype = Param(Params._dummy(), "dtype", "auto, float32, float16 or bfloat16", typeConverter=check_dtype)
+    precision = Param(
+        Params._dummy(),
+        "precision",
+        f"{' | '.join(PRECISIONS)} (int8: the encoder quantized, CPU only)",
+        typeConverter=check_precision,
+    )
     longText = Param(
         Params._dummy(), "longText", "truncate | chunk", typeConverter=_choice(LONG_TEXT_POLICIES, "longText")
     )
@@ -169,6 +176,7 @@ class GLiClassTransformer(
         output: str = "labels",
         device: str = "auto",
         dtype: str = "auto",
+        precision: str = "float32",
         longText: str = "truncate",
         batchTokens: int | None = None,
         maxLength: int | None = None,
@@ -183,6 +191,7 @@ class GLiClassTransformer(
             output="labels",
             device="auto",
             dtype="auto",
+            precision="float32",
             longText="truncate",
         )
         self.setParams(**self._input_kwargs)
@@ -240,6 +249,7 @@ _SETTINGS = {  # Param name -> gliclass_udf keyword
     "output": "output",
     "device": "device",
     "dtype": "dtype",
+    "precision": "precision",
     "longText": "long_text",
     "batchTokens": "batch_tokens",
     "maxLength": "max_length",

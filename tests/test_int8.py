@@ -217,6 +217,24 @@ def same_scores(got, want) -> None:
     )
 
 
+def _label(item: dict) -> str:
+    return item["label"]
+
+
+def assert_differs_from_float32(model: str, texts, int8_results) -> None:
+    """int8's scores are not float32's: an adapter that dropped precision would fail the comparison."""
+    from gliclass_pipelines.engine import Classifier
+
+    float32 = Classifier.load(model, device="cpu").run(texts, ADAPTER_LABELS, return_all=True).results
+    diffs = [
+        abs(a["score"] - b["score"])
+        for x, y in zip(int8_results, float32)
+        if x is not None
+        for a, b in zip(sorted(x, key=_label), sorted(y, key=_label), strict=True)
+    ]
+    assert max(diffs) > 1e-3
+
+
 def test_classify_config_carries_precision(tiny_checkpoint, int8_expected):
     from gliclass_pipelines.config import ClassifyConfig
 
@@ -298,3 +316,27 @@ def test_cli_precision_flag(tiny_checkpoint, int8_expected, tmp_path):
                 {x["label"]: x["score"] for x in expected}, abs=1e-4
             )
     assert cli.main([*args[:-1], "int4"]) == cli.EXIT_USAGE
+
+
+@pytest.mark.spark
+def test_spark_ml_transformer_runs_int8_and_keeps_it_on_disk(spark, tiny_checkpoint, int8_expected, tmp_path):
+    from gliclass_pipelines.spark import gliclass_udf
+    from gliclass_pipelines.spark_ml import GLiClassTransformer
+
+    texts, want = int8_expected
+    model = str(tiny_checkpoint)
+    assert_differs_from_float32(model, texts, want)
+    assert GLiClassTransformer(model=model, labels=ADAPTER_LABELS).udf_settings()["precision"] == "float32"
+    stage = GLiClassTransformer(model=model, labels=ADAPTER_LABELS, output="scores", precision="int8")
+    stage.write().overwrite().save(str(tmp_path / "stage"))
+    loaded = GLiClassTransformer.load(str(tmp_path / "stage"))
+    assert loaded.getOrDefault("precision") == "int8"
+    assert loaded.udf_settings()["precision"] == "int8"
+    df = spark.createDataFrame(list(enumerate(texts)), "id long, text string").repartition(2)
+    ours = gliclass_udf("text", model=model, labels=ADAPTER_LABELS, output="scores", precision="int8")
+    rows = loaded.transform(df).select("id", "gliclass", ours.alias("udf")).orderBy("id").collect()
+    assert [r.id for r in rows] == list(range(len(texts)))
+    assert [r.gliclass for r in rows] == [r.udf for r in rows]
+    for row, expected in zip(rows, want):
+        got = None if row.gliclass is None else [{"label": k, "score": v} for k, v in row.gliclass.items()]
+        same_scores(got, expected)

@@ -85,6 +85,7 @@ def test_per_row_labels(frame, tiny_checkpoint):
         {"device": "gpu0"},
         {"batchTokens": 0},
         {"longText": "drop"},
+        {"precision": "int4"},
     ],
 )
 def test_bad_params_raise_when_set(params):
@@ -105,6 +106,7 @@ def test_bad_params_raise_when_set(params):
         {"model": "org/model", "labelsCol": "row_labels", "thresholds": {"games": 0.2}},
         {"model": "org/model", "labels": LABELS, "inputCol": "missing"},
         {"model": "org/model", "labels": LABELS, "thresholds": {"sport": 0.2}},  # not a label
+        {"model": "org/model", "labels": LABELS, "precision": "int8", "device": "cuda"},  # int8 is CPU only
     ],
 )
 def test_incomplete_params_raise_on_the_driver(frame, params):
