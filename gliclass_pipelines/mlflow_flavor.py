@@ -50,6 +50,7 @@ SETTINGS = (
     "output",
     "device",
     "dtype",
+    "precision",
     "long_text",
     "batch_tokens",
     "max_length",

@@ -108,3 +108,21 @@ def test_a_symlink_out_of_the_checkpoint_is_refused(tracking, tiny_checkpoint, t
     with pytest.raises(ConfigError, match="not a regular file inside"):
         save_model(tmp_path / "out", hostile, LABELS)
     assert not (tmp_path / "out").exists()
+
+
+def test_int8_is_logged_and_restored(tracking, tiny_checkpoint):
+    pytest.importorskip("onnxruntime")
+    from gliclass_pipelines.mlflow_flavor import log_model
+
+    with mlflow.start_run():
+        uri = log_model(tiny_checkpoint, "int8", labels=LABELS, output="scores", precision="int8").model_uri
+    model = mlflow.pyfunc.load_model(uri)
+    assert model.model_config["settings"]["precision"] == "int8"
+    restored = model.unwrap_python_model().config
+    assert restored.precision == "int8"
+    assert type(restored.classifier().inner.encoder_model).__name__ == "Int8Encoder"
+    got = list(model.predict(pd.DataFrame({"text": TEXTS})))
+    want = expected(str(tiny_checkpoint), TEXTS, output="scores", precision="int8")
+    assert_same(got, want, "scores")
+    float32 = expected(str(tiny_checkpoint), TEXTS, output="scores")
+    assert max(abs(w[k] - f[k]) for w, f in zip(want, float32) if w for k in w) > 1e-3  # really int8
