@@ -110,3 +110,20 @@ def test_bad_arguments_raise_on_the_driver(local_ray, kwargs):
     kwargs = {"text_col": "text", **kwargs}
     with pytest.raises(ConfigError):
         classify_dataset(dataset(), model="org/model", **kwargs)
+
+
+def test_int8_equals_the_int8_engine(local_ray, tiny_checkpoint):
+    pytest.importorskip("onnxruntime")
+    from gliclass_pipelines.ray_data import classify_dataset
+
+    model = str(tiny_checkpoint)
+    out = classify_dataset(
+        dataset(), "text", labels=LABELS, model=model, output="scores", precision="int8", batch_size=4
+    )
+    table = pa.concat_tables(ray.get(out.to_arrow_refs()))
+    assert table.column("id").to_pylist() == list(range(len(TEXTS)))
+    got = [None if r is None else dict(r) for r in table.column("gliclass").to_pylist()]
+    want = expected(model, TEXTS, output="scores", precision="int8")
+    assert_same(got, want, "scores")
+    float32 = expected(model, TEXTS, output="scores")
+    assert max(abs(w[k] - f[k]) for w, f in zip(want, float32) if w for k in w) > 1e-3  # really int8
