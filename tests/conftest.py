@@ -103,3 +103,16 @@ def clf(tiny_checkpoint):
     from gliclass_pipelines import Classifier
 
     return Classifier.load(str(tiny_checkpoint), device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _restore_library_log_levels():
+    """The CLI's main() sets the library's log levels for its process; in-process CLI tests must not
+    leave them set for the tests that run after them (caplog would miss their INFO lines)."""
+    import logging
+
+    names = ("gliclass_pipelines", "gliclass_pipelines.config")
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
