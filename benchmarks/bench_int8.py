@@ -141,8 +141,8 @@ def reference(path: Path) -> Any:
     from gliclass import GLiClassModel, ZeroShotClassificationPipeline
     from transformers import AutoTokenizer
 
-    model = GLiClassModel.from_pretrained(str(path)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = GLiClassModel.from_pretrained(str(path), trust_remote_code=False).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     return ZeroShotClassificationPipeline(model, tokenizer, device="cpu", progress_bar=False)
 
 

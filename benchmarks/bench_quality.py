@@ -88,8 +88,8 @@ def embed(texts: list[str], max_length: int = 256, batch: int = 32) -> np.ndarra
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(encoder_path())
-    model = AutoModel.from_pretrained(encoder_path()).eval()
+    tokenizer = AutoTokenizer.from_pretrained(encoder_path(), trust_remote_code=False)
+    model = AutoModel.from_pretrained(encoder_path(), trust_remote_code=False).eval()
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch):
