@@ -128,9 +128,11 @@ def _pool(concurrency: Any) -> Any:
     valid = all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes)
     if len(sizes) != 2 or not valid or sizes[0] > sizes[-1]:
         raise ConfigError(f"concurrency must be a positive int or a (min, max) pair, got {concurrency!r}")
+    # One block per actor at a time: otherwise the first actor to finish loading its model takes every
+    # queued block, and the others sit idle.
     if sizes[0] == sizes[1]:
-        return ActorPoolStrategy(size=sizes[0])
-    return ActorPoolStrategy(min_size=sizes[0], max_size=sizes[1])
+        return ActorPoolStrategy(size=sizes[0], max_tasks_in_flight_per_actor=1)
+    return ActorPoolStrategy(min_size=sizes[0], max_size=sizes[1], max_tasks_in_flight_per_actor=1)
 
 
 def _check_columns(config: ClassifyConfig, text_col: Any, output_col: Any, labels_col: Any) -> None:
