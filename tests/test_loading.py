@@ -10,6 +10,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from memory_fs import put_in_memory_fs
 
 from gliclass_pipelines import Classifier, ConfigError, ModelLoadError, UnsupportedModelError
 from gliclass_pipelines.loading import (
@@ -38,14 +39,6 @@ def remote_cache(tmp_path, monkeypatch) -> Path:
 def fresh_copy(tiny_checkpoint: Path, tmp_path: Path, name: str = "copy") -> Path:
     """A checkpoint at a new path, so the registry has not seen it yet."""
     return Path(shutil.copytree(tiny_checkpoint, tmp_path / name))
-
-
-def put_in_memory_fs(directory: Path, uri: str) -> None:
-    fs = fsspec.filesystem("memory")
-    root = uri.split("://", 1)[1]
-    for path in directory.rglob("*"):
-        if path.is_file():
-            fs.pipe(f"{root}/{path.relative_to(directory)}", path.read_bytes())
 
 
 @pytest.mark.parametrize(

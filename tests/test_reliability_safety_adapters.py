@@ -4,11 +4,10 @@ shows in a repr, a PredictionResult.model_id, a metric name, a dead letter or a 
 from __future__ import annotations
 
 import logging
-import pickle
-from pathlib import Path
 
-import fsspec
 import pytest
+from beam_support import collected, sink
+from memory_fs import put_in_memory_fs
 from reliability_support import ATTACKS, case
 
 from gliclass_pipelines.loading import CACHE_ENV
@@ -18,35 +17,6 @@ pytest_plugins = ["reliability_support"]
 LABELS = ["games", "science", "networking"]
 FIRST = "memory://user:tok-secret@host/adapters/first?sig=SIGSECRET"
 SECOND = "memory://user:tok-secret@host/adapters/second?sig=SIGSECRET"
-
-
-def put_in_memory_fs(directory: Path, uri: str) -> None:
-    fs, root = fsspec.core.url_to_fs(uri)
-    if fs.exists(root):
-        fs.rm(root, recursive=True)
-    for path in directory.rglob("*"):
-        if path.is_file():
-            fs.pipe(f"{root}/{path.relative_to(directory)}", path.read_bytes())
-
-
-def sink(pcoll, directory: Path, label: str):
-    import apache_beam as beam
-
-    directory.mkdir(parents=True, exist_ok=True)
-
-    def write(item, directory=str(directory)):  # nested: shipped by value to the runner
-        import os
-        import pickle
-        import uuid
-
-        with open(os.path.join(directory, uuid.uuid4().hex), "wb") as handle:
-            pickle.dump(item, handle)
-
-    return pcoll | label >> beam.Map(write)
-
-
-def collected(directory: Path) -> list:
-    return [pickle.loads(p.read_bytes()) for p in directory.iterdir()] if directory.exists() else []
 
 
 def assert_no_secret(shown: list[str]) -> None:

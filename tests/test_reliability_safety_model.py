@@ -16,8 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import fsspec
 import pytest
+from memory_fs import put_in_memory_fs
 from reliability_support import ATTACKS, case
 
 from gliclass_pipelines import Classifier, ConfigError, ModelLoadError, UnsupportedModelError
@@ -238,15 +238,6 @@ def test_redact_keeps_what_is_not_a_secret():
     assert redact("failed for 'https://u:pw@h/x?t=1' and https://h/y#frag") == (
         "failed for 'https://***@h/x?***' and https://h/y?***"
     )
-
-
-def put_in_memory_fs(directory: Path, uri: str) -> None:
-    fs, root = fsspec.core.url_to_fs(uri)
-    if fs.exists(root):
-        fs.rm(root, recursive=True)
-    for path in directory.rglob("*"):
-        if path.is_file():
-            fs.pipe(f"{root}/{path.relative_to(directory)}", path.read_bytes())
 
 
 @case(

@@ -22,6 +22,8 @@ import pytest
 pytest.importorskip("pyspark")
 pytest.importorskip("pandas")
 
+from integrations_support import plain  # noqa: E402
+
 pytestmark = pytest.mark.spark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,17 +64,6 @@ def expected(classifier, texts, output: str = "labels", labels=LABELS, threshold
 
     results = classifier.classify(texts, labels, threshold=threshold, return_all=needs_all_labels(output))
     return shape(results, output)
-
-
-def plain(record: Any, output: str) -> Any:
-    """A Spark value or an in-process record as plain tuples and dicts."""
-    if record is None:
-        return None
-    if output == "scores":
-        return dict(record)
-    if output == "top":
-        return (record["label"], record["score"])
-    return [(x["label"], x["score"]) for x in record]
 
 
 def assert_same(actual: Any, want: Any, output: str, what: str = "") -> None:
