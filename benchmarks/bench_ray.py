@@ -19,8 +19,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,12 +51,6 @@ def markdown_table(per_s: dict[str, float]) -> list[str]:
     return table + [f"| {n} | {r:.1f} | {r / base:.2f} | {r / best:.2f} |" for n, r in per_s.items()]
 
 
-def timed(run: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    run()
-    return time.perf_counter() - started
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import pandas as pd
@@ -67,17 +59,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from gliclass_pipelines import Classifier
     from gliclass_pipelines.ray_data import classify_dataset
-    from gliclass_pipelines.testing import make_tiny_checkpoint
 
     texts = common.sample_texts("debian", args.texts)
     labels = common.label_set(args.labels)
-    heads = 4 if args.hidden % 4 == 0 else 2
-    workdir = Path(tempfile.mkdtemp(prefix="bench-ray-"))
-    model = str(
-        make_tiny_checkpoint(
-            workdir / "model", hidden_size=args.hidden, num_layers=args.layers, num_heads=heads, corpus=texts
-        )
-    )
+    model = common.adapter_model(texts, args.hidden, args.layers, "ray")
     load_before = os.getloadavg()
     clf = Classifier.load(model, device="cpu")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -114,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(contenders)
     for round_ in range(args.rounds):
         for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
-            seconds[name].append(timed(contenders[name]))
+            seconds[name].append(common.timed(contenders[name])[0])
             print(f"round {round_ + 1} {name}: {seconds[name][-1]:.2f}s", flush=True)
     ray.shutdown()
 
@@ -128,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         "what": "classify_dataset, local Ray (2 actors x 1 CPU x 1 thread) vs in-process Classifier.classify",
         "texts": len(texts),
         "labels": len(labels),
-        "model": {"backbone": "bert", "hidden_size": args.hidden, "layers": args.layers, "heads": heads},
+        "model": {
+            "backbone": "bert",
+            "hidden_size": args.hidden,
+            "layers": args.layers,
+            "heads": common.adapter_heads(args.hidden),
+        },
         "rounds": args.rounds,
         "seconds": seconds,
         "texts_per_s": per_s,

@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,12 +61,6 @@ def start_spark(rows_per_batch: int) -> Any:
     return spark
 
 
-def timed(run: Callable[[], Any]) -> float:
-    started = time.perf_counter()
-    run()
-    return time.perf_counter() - started
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
@@ -75,17 +68,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from gliclass_pipelines import Classifier
     from gliclass_pipelines.spark import gliclass_udf
-    from gliclass_pipelines.testing import make_tiny_checkpoint
 
     texts = common.sample_texts("debian", args.texts)
     labels = common.label_set(args.labels)
-    heads = 4 if args.hidden % 4 == 0 else 2
-    workdir = Path(tempfile.mkdtemp(prefix="bench-spark-"))
-    model = str(
-        make_tiny_checkpoint(
-            workdir / "model", hidden_size=args.hidden, num_layers=args.layers, num_heads=heads, corpus=texts
-        )
-    )
+    model = common.adapter_model(texts, args.hidden, args.layers, "spark")
     load_before = os.getloadavg()
 
     clf = Classifier.load(model, device="cpu")
@@ -117,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     def in_process(threads: int) -> Callable[[], float]:
         def run() -> float:
             torch.set_num_threads(threads)
-            return timed(lambda: clf.classify(texts, labels))
+            return common.timed(lambda: clf.classify(texts, labels))[0]
 
         return run
 
@@ -149,7 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         "what": "gliclass_udf on local[2] (2 tasks x 1 thread) vs in-process Classifier.classify (2 threads)",
         "texts": len(texts),
         "labels": len(labels),
-        "model": {"backbone": "bert", "hidden_size": args.hidden, "layers": args.layers, "heads": heads},
+        "model": {
+            "backbone": "bert",
+            "hidden_size": args.hidden,
+            "layers": args.layers,
+            "heads": common.adapter_heads(args.hidden),
+        },
         "rounds": args.rounds,
         "seconds": seconds,
         "texts_per_s": per_s,

@@ -384,3 +384,20 @@ def clocked(fn: Callable[[], Any]) -> tuple[float, float]:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def adapter_heads(hidden: int) -> int:
+    return 4 if hidden % 4 == 0 else 2
+
+
+def adapter_model(texts: list[str], hidden: int, layers: int, name: str) -> str:
+    """A random-weight checkpoint of the given width and depth, in a fresh temporary folder."""
+    import tempfile
+
+    from gliclass_pipelines.testing import make_tiny_checkpoint
+
+    heads = 4 if hidden % 4 == 0 else 2
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-{name}-")) / "model"
+    return str(
+        make_tiny_checkpoint(folder, hidden_size=hidden, num_layers=layers, num_heads=heads, corpus=texts)
+    )
