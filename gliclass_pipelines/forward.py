@@ -77,51 +77,8 @@ class ModelForward:
             if self.architecture == "bi-encoder":
                 logits = self._bi_encoder_logits(ids, mask, batch.sequences, width)
             else:
-                logits = self._uni_encoder_logits(ids, mask, width)
+                logits = uni_encoder_logits(self.model, ids, mask, width)
             return logits.float().cpu().numpy()
-
-    def _uni_encoder_logits(self, ids: torch.Tensor, mask: torch.Tensor, num_labels: int) -> torch.Tensor:
-        inner, config = self.inner, self.config
-        hidden = self._encoder_states(ids, mask)
-        classes, class_mask, text_states, text_mask = inner._extract_class_features(
-            hidden, ids, mask, num_labels
-        )
-        pooled = masked_pool(self.pooling, text_states, text_mask)
-        pooled = inner.text_projector(pooled)
-        classes = inner.classes_projector(classes)
-        if config.normalize_features:
-            pooled = pooled / (pooled.norm(p=2, dim=-1, keepdim=True) + inner.epsilon)
-            classes = classes / (classes.norm(p=2, dim=-1, keepdim=True) + inner.epsilon)
-        logits = inner.scorer(pooled, classes, text_mask=text_mask)
-        if config.normalize_features:
-            logits = logits * inner.logit_scale
-        return self._calibrated(logits, pooled, classes, class_mask)
-
-    def _encoder_states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        inner, config = self.inner, self.config
-        encoder = inner.encoder_model
-        need_all = bool(getattr(config, "squeeze_layers", False)) or config.encoder_layer_id != -1
-        if getattr(config, "use_segment_embeddings", False):
-            embeds = encoder.get_input_embeddings()(ids) + inner.segment_embeddings(
-                inner._create_segment_ids(ids)
-            )
-            outputs = encoder(inputs_embeds=embeds, attention_mask=mask, output_hidden_states=need_all)
-        else:
-            outputs = encoder(ids, attention_mask=mask, output_hidden_states=need_all)
-        if getattr(config, "squeeze_layers", False):
-            return inner.layer_wise_attention(outputs.hidden_states)
-        if config.encoder_layer_id != -1:
-            return outputs.hidden_states[config.encoder_layer_id]
-        return outputs[0]
-
-    def _calibrated(
-        self, logits: torch.Tensor, pooled: torch.Tensor, classes: torch.Tensor, class_mask: torch.Tensor
-    ) -> torch.Tensor:
-        calibrator = getattr(self.model, "calibrator", None)
-        if calibrator is None:
-            return logits
-        beta, bias = calibrator(pooled, classes, logits, class_mask)
-        return (beta * logits.float() + bias).to(logits.dtype)
 
     def _bi_encoder_logits(
         self, ids: torch.Tensor, mask: torch.Tensor, sequences: list[EncodedSequence], width: int
@@ -140,7 +97,7 @@ class ModelForward:
         for i, s in enumerate(sequences):
             class_mask[i, : len(s.plan.labels)] = 1
         logits = torch.where(class_mask == 0, torch.full_like(logits, -1e3), logits)
-        return self._calibrated(logits, text, classes, class_mask)
+        return calibrated(self.model, logits, text, classes, class_mask)
 
     def _label_embeddings_for(self, labels: tuple[str, ...]) -> torch.Tensor:
         """Bi-encoder label embeddings, computed once per label set, the way the reference computes them."""
@@ -159,6 +116,54 @@ class ModelForward:
         with self._lock:
             self._label_embeddings[labels] = embeddings
         return embeddings
+
+
+def uni_encoder_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor, num_labels: int) -> torch.Tensor:
+    """Logits of a uni-encoder for padded ids: the engine's pass, and the one fine-tune trains through.
+
+    Unlike the reference's forward, text pooling is masked, so padding never changes a score.
+    """
+    inner, config = model.model, model.config
+    hidden = _encoder_states(inner, config, ids, mask)
+    classes, class_mask, text_states, text_mask = inner._extract_class_features(hidden, ids, mask, num_labels)
+    pooled = masked_pool(config.pooling_strategy, text_states, text_mask)
+    pooled = inner.text_projector(pooled)
+    classes = inner.classes_projector(classes)
+    if config.normalize_features:
+        pooled = pooled / (pooled.norm(p=2, dim=-1, keepdim=True) + inner.epsilon)
+        classes = classes / (classes.norm(p=2, dim=-1, keepdim=True) + inner.epsilon)
+    logits = inner.scorer(pooled, classes, text_mask=text_mask)
+    if config.normalize_features:
+        logits = logits * inner.logit_scale
+    return calibrated(model, logits, pooled, classes, class_mask)
+
+
+def _encoder_states(inner: Any, config: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    encoder = inner.encoder_model
+    need_all = bool(getattr(config, "squeeze_layers", False)) or config.encoder_layer_id != -1
+    if getattr(config, "use_segment_embeddings", False):
+        embeds = encoder.get_input_embeddings()(ids) + inner.segment_embeddings(
+            inner._create_segment_ids(ids)
+        )
+        outputs = encoder(inputs_embeds=embeds, attention_mask=mask, output_hidden_states=need_all)
+    else:
+        outputs = encoder(ids, attention_mask=mask, output_hidden_states=need_all)
+    if getattr(config, "squeeze_layers", False):
+        return inner.layer_wise_attention(outputs.hidden_states)
+    if config.encoder_layer_id != -1:
+        return outputs.hidden_states[config.encoder_layer_id]
+    return outputs[0]
+
+
+def calibrated(
+    model: Any, logits: torch.Tensor, pooled: torch.Tensor, classes: torch.Tensor, class_mask: torch.Tensor
+) -> torch.Tensor:
+    """Logits after the model's calibrator head, when it has one."""
+    calibrator = getattr(model, "calibrator", None)
+    if calibrator is None:
+        return logits
+    beta, bias = calibrator(pooled, classes, logits, class_mask)
+    return (beta * logits.float() + bias).to(logits.dtype)
 
 
 def masked_pool(strategy: str, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

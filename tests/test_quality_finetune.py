@@ -59,12 +59,10 @@ def test_training_loss_decreases(trained, tiny_checkpoint):
     assert after < 0.85 * before
 
 
-def test_checkpoint_loads_and_keeps_parity_with_the_reference(trained):
+def assert_parity_with_the_reference(out, texts):
     from gliclass import GLiClassModel, ZeroShotClassificationPipeline
     from transformers import AutoTokenizer
 
-    out, _ = trained
-    assert not (out / finetune.STATE_DIR).exists()
     ours = Classifier.load(str(out), device="cpu")
     reference = ZeroShotClassificationPipeline(
         GLiClassModel.from_pretrained(str(out)),
@@ -73,12 +71,17 @@ def test_checkpoint_loads_and_keeps_parity_with_the_reference(trained):
         device="cpu",
         progress_bar=False,
     )
-    texts = [text for text, _ in ROWS[:6]]
     mine = ours.classify(texts, LABELS, threshold=0.0)
     theirs = reference(texts, LABELS, threshold=0.0, batch_size=1)
     for m, t in zip(mine, theirs):
         expected = {x["label"]: x["score"] for x in t}
         assert {x["label"]: x["score"] for x in m} == pytest.approx(expected, abs=1e-5)
+
+
+def test_checkpoint_loads_and_keeps_parity_with_the_reference(trained):
+    out, _ = trained
+    assert not (out / finetune.STATE_DIR).exists()
+    assert_parity_with_the_reference(out, [text for text, _ in ROWS[:6]])
 
 
 def test_same_seed_same_weights_and_a_restart_resumes(trained, tiny_checkpoint, tmp_path, monkeypatch):
@@ -159,15 +162,21 @@ def test_read_rows_from_files(tmp_path, suffix):
     assert read_rows(path) == [(text, tuple(labels)) for text, labels in ROWS[:4]]
 
 
-def test_bootstrap_from_a_plain_encoder_carries_the_resized_vocabulary(tiny_checkpoint, tmp_path):
+def plain_encoder(tiny_checkpoint, folder):
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    encoder = tmp_path / "plain-encoder"
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_checkpoint))
     plain = BertModel(BertConfig(vocab_size=1500, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                  intermediate_size=64, max_position_embeddings=128))  # fmt: skip
-    plain.save_pretrained(encoder)
-    tokenizer.save_pretrained(encoder)
+    plain.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_bootstrap_from_a_plain_encoder_carries_the_resized_vocabulary(tiny_checkpoint, tmp_path):
+    from transformers import AutoTokenizer
+
+    encoder = plain_encoder(tiny_checkpoint, tmp_path / "plain-encoder")
     out = bootstrap(encoder, tmp_path / "boot")
     config = json.loads((out / "config.json").read_text())
     size = len(AutoTokenizer.from_pretrained(str(out)))
@@ -189,3 +198,54 @@ def test_minilm_bootstrap_fine_tunes_and_classifies(tmp_path):
         ["The team won the match."], Taxonomy.from_labels(LABELS), threshold=0.0
     )
     assert sorted(x["label"] for x in results[0]) == sorted(LABELS)
+
+
+def test_batches_hold_every_row_once_and_group_similar_lengths():
+    import random
+
+    lengths = [(i * 37) % 300 + 1 for i in range(1000)]
+    batches = finetune._batches(lengths, 16, random.Random(1), pool=8)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert max(map(len, batches)) == 16 and sum(len(b) < 16 for b in batches) <= 8
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 40  # random batches of 16 from 1..300 spread over about 265
+    assert batches == finetune._batches(lengths, 16, random.Random(1), pool=8)
+    assert batches != finetune._batches(lengths, 16, random.Random(2), pool=8)
+
+
+def test_averaged_labels_and_mean_pooling_train_as_the_engine_scores(tiny_checkpoint, tmp_path):
+    """A bootstrap reading labels by their word pieces' mean and the text by its tokens' mean trains
+    through the engine's own forward pass, so padding in a training batch never changes a score; the
+    engine's scores are the trainer's, and the reference's."""
+    import torch
+    from gliclass import GLiClassModel
+    from transformers import AutoTokenizer
+
+    from gliclass_pipelines.forward import uni_encoder_logits
+
+    encoder = plain_encoder(tiny_checkpoint, tmp_path / "plain-encoder")
+    start = bootstrap(encoder, tmp_path / "boot", pooling="avg", class_token_pooling="average",
+                      embed_class_token=False)  # fmt: skip
+    config = FineTuneConfig(**{**FAST, "epochs": 2})
+    fine_tune(start, ROWS, tmp_path / "tuned", taxonomy=LABELS, config=config)
+    net = GLiClassModel.from_pretrained(str(tmp_path / "tuned")).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "tuned"))
+    shape = finetune._Encoder(tokenizer, LABELS, True, 128)
+    texts = shape.text_ids(tokenizer, [ROWS[0][0], ROWS[8][0] * 3])
+    seqs = [shape.sequence(t, LABELS) for t in texts]
+    ids = torch.full((2, max(map(len, seqs))), shape.pad)
+    mask = torch.zeros_like(ids)
+    for r, seq in enumerate(seqs):
+        ids[r, : len(seq)], mask[r, : len(seq)] = torch.tensor(seq), 1
+    with torch.no_grad():
+        padded = uni_encoder_logits(net, ids, mask, len(LABELS))[0]
+        alone = uni_encoder_logits(net, ids[:1, : len(seqs[0])], mask[:1, : len(seqs[0])], len(LABELS))[0]
+    assert len(seqs[1]) > len(seqs[0]) + 10
+    assert torch.allclose(padded, alone, atol=1e-5)
+    ours = Classifier.load(str(tmp_path / "tuned"), device="cpu").classify(
+        [ROWS[0][0]], LABELS, threshold=0.0
+    )
+    assert {x["label"]: x["score"] for x in ours[0]} == pytest.approx(
+        dict(zip(LABELS, torch.sigmoid(alone).tolist())), abs=1e-5
+    )
+    assert_parity_with_the_reference(tmp_path / "tuned", [text for text, _ in ROWS[:6]])

@@ -98,13 +98,19 @@ def bootstrap(
     max_length: int | None = None,
     seed: int = 0,
     embed_class_token: bool = True,
+    class_token_pooling: str = "first",
+    extract_text_features: bool = False,
+    normalize_features: bool = False,
 ) -> Path:
     """Write a GLiClass uni-encoder checkpoint around a plain encoder (a local Hugging Face folder).
 
     Adds the ``<<LABEL>>``, ``<<SEP>>`` and ``<<EXAMPLE>>`` tokens and resizes the embeddings; the head
     is freshly initialised (seeded), so fine-tune it before use. With ``embed_class_token=False`` a
     label is represented by the token after its ``<<LABEL>>`` (its first word piece, which the pretrained
-    encoder already knows) rather than by the new marker token.
+    encoder already knows) rather than by the new marker token. ``class_token_pooling="average"``
+    averages a label's word pieces instead; ``extract_text_features=True`` pools only the text's tokens
+    (with ``pooling="avg"``, the way sentence encoders such as MiniLM were trained); and
+    ``normalize_features=True`` scores a text and a label by their cosine times a learned scale.
     """
     import torch
     from gliclass import GLiClassModel, GLiClassModelConfig
@@ -131,6 +137,9 @@ def bootstrap(
         scorer_type=scorer,
         problem_type="multi_label_classification",
         embed_class_token=embed_class_token,
+        class_token_pooling=class_token_pooling,
+        extract_text_features=extract_text_features,
+        normalize_features=normalize_features,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -248,10 +257,17 @@ def _loss(logits: Any, targets: Any, mask: Any, config: FineTuneConfig) -> Any:
     return (per_label * mask).sum() / mask.sum().clamp_min(1)
 
 
-def _batches(n: int, size: int, rng: random.Random) -> list[list[int]]:
-    order = list(range(n))
+def _batches(lengths: Sequence[int], size: int, rng: random.Random, pool: int = 32) -> list[list[int]]:
+    """Shuffled batches of rows of similar length (less padding): rows are shuffled, sorted by length
+    within pools of ``pool`` batches, cut into batches, and the batches shuffled again."""
+    order = list(range(len(lengths)))
     rng.shuffle(order)
-    return [order[i : i + size] for i in range(0, n, size)]
+    batches = []
+    for start in range(0, len(order), size * pool):
+        chunk = sorted(order[start : start + size * pool], key=lambda i: lengths[i])
+        batches += [chunk[i : i + size] for i in range(0, len(chunk), size)]
+    rng.shuffle(batches)
+    return batches
 
 
 def _row_labels(
@@ -320,7 +336,7 @@ def fine_tune(
         rng = random.Random(f"{config.seed}-{epoch}")
         torch.manual_seed(config.seed * 1000 + epoch)
         total_loss = 0.0
-        for batch in _batches(len(rows), config.batch_size, rng):
+        for batch in _batches([len(t) for t in texts], config.batch_size, rng):
             loss = _step(net, encoder, texts, rows, labels, batch, rng, config, device)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -362,6 +378,8 @@ def _batch_loss(net: Any, encoder: _Encoder, texts: list[list[int]], golds: list
                 shown: list[list[str]], config: FineTuneConfig, device: Any) -> Any:  # fmt: skip
     import torch
 
+    from gliclass_pipelines.forward import uni_encoder_logits
+
     seqs = [encoder.sequence(text, row_labels) for text, row_labels in zip(texts, shown)]
     width, slots = max(map(len, seqs)), max(map(len, shown))
     ids = torch.full((len(seqs), width), encoder.pad, dtype=torch.long)
@@ -374,10 +392,8 @@ def _batch_loss(net: Any, encoder: _Encoder, texts: list[list[int]], golds: list
         label_mask[r, : len(row_labels)] = 1
         for k, label in enumerate(row_labels):
             targets[r, k] = float(label in gold)
-    out = net(
-        input_ids=ids.to(device), attention_mask=mask.to(device), max_num_classes=slots, return_dict=True
-    )
-    return _loss(out.logits[:, :slots].float(), targets.to(device), label_mask.to(device), config)
+    logits = uni_encoder_logits(net, ids.to(device), mask.to(device), slots)
+    return _loss(logits[:, :slots].float(), targets.to(device), label_mask.to(device), config)
 
 
 def evaluation_loss(
