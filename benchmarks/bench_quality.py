@@ -142,7 +142,8 @@ def stage_finetune(args: argparse.Namespace, splits: dict, labels: list[str]) ->
         max_length=args.train_max_length, negatives=negatives, loss=args.loss,
         freeze_layers=args.freeze_layers, seed=args.seed, warmup=args.warmup,
     )  # fmt: skip
-    start = CACHE / ("minilm-gliclass-bootstrap" + ("-word" if args.label_word else ""))
+    suffix = ("-word" if args.label_word else "") + ("-avg" if args.label_pooling == "average" else "")
+    start = CACHE / ("minilm-gliclass-bootstrap" + suffix)
     if not (start / "config.json").exists():
         bootstrap(
             encoder_path(),
@@ -150,13 +151,14 @@ def stage_finetune(args: argparse.Namespace, splits: dict, labels: list[str]) ->
             max_length=MAX_LENGTH,
             seed=args.seed,
             embed_class_token=not args.label_word,
+            class_token_pooling=args.label_pooling,
         )
     start = Path(args.start) if args.start else start
     out = Path(args.out) if args.out else CACHE / f"model-{args.name}"
     rows = [(r["text"], r["labels"]) for r in train]
     result = fine_tune(start, rows, out, taxonomy=labels, config=config)
     logger.info("%s: %d rows, losses %s, %.0f s", args.name, len(rows), result.epoch_losses, result.seconds)
-    classifier = Classifier.load(str(out), device="cpu", max_length=MAX_LENGTH)
+    classifier = Classifier.load(str(out), device="cpu", max_length=args.train_max_length)
     scores = {}
     for split in ("val", "test"):
         predictions = predict_scores(classifier, [r["text"] for r in splits[split]], labels)
@@ -204,7 +206,7 @@ def stage_report(args: argparse.Namespace, splits: dict, labels: list[str]) -> N
             logger.warning("no scores for %s; run its stage first", name)
             continue
         data, meta = np.load(path), json.loads((CACHE / f"meta-{name}.json").read_text())
-        fitted = calibrate(data["val"], y_val, labels, min_support=args.min_support)
+        fitted = calibrate(data["val"], y_val, labels, min_support=args.min_support, prior=args.prior)
         table[name] = {
             "at_0.5": metrics(data["test"], splits["test"], labels, None),
             "calibrated": metrics(data["test"], splits["test"], labels, fitted.thresholds),
@@ -283,10 +285,24 @@ def main(argv: list[str] | None = None) -> None:
         "--label-word", action="store_true", help="labels read at their first word, not the marker"
     )
     parser.add_argument("--models", nargs="+", default=["similarity", "logistic", "full", "fewshot"])
-    parser.add_argument("--min-support", type=int, default=3)
+    parser.add_argument("--min-support", type=int, default=5)
+    parser.add_argument(
+        "--prior", type=float, default=10.0, help="calibrate: pull toward the global threshold"
+    )
     parser.add_argument("--spark-copies", type=int, default=50)
     parser.add_argument("--notes", type=Path, help="a Markdown file appended to the report")
+    parser.add_argument(
+        "--label-pooling",
+        choices=("first", "average"),
+        default="first",
+        help="bootstrap: a label is its first token (first) or its word pieces' mean",
+    )
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not args.data.exists():
         parser.error(f"{args.data} not found; pass --data path/to/debian_debtags.jsonl")

@@ -199,12 +199,29 @@ def synthetic(rows_per_label: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def test_calibrate_finds_the_known_thresholds_and_falls_back():
     scores, gold = synthetic(400, seed=1)
     labels = ["x", "y", "z"]
-    fitted = calibrate(scores, gold, labels, min_support=5)
+    fitted = calibrate(scores, gold, labels, min_support=5, prior=0)
     top_negative_x, low_positive_x = scores[~gold[:, 0], 0].max(), scores[gold[:, 0], 0].min()
     assert fitted.thresholds["x"] == pytest.approx((top_negative_x + low_positive_x) / 2, abs=1e-4)
     assert 0.6 <= fitted.thresholds["x"] <= 0.7
     assert 0.1 <= fitted.thresholds["y"] <= 0.2
     assert fitted.fallback == ("z",) and fitted.thresholds["z"] == fitted.global_threshold
+
+
+def test_calibrate_pulls_thresholds_of_rare_labels_toward_the_global_one():
+    scores, gold = synthetic(400, seed=1)
+    labels = ["x", "y", "z"]
+    own = calibrate(scores, gold, labels, min_support=5, prior=0)
+    pulled = calibrate(scores, gold, labels, min_support=5, prior=30)
+    assert pulled.global_threshold == own.global_threshold
+    for j, label in enumerate(labels[:2]):
+        n = gold[:, j].sum()
+        expected = (n * own.thresholds[label] + 30 * own.global_threshold) / (n + 30)
+        assert pulled.thresholds[label] == pytest.approx(expected, abs=1e-4)
+        assert pulled.thresholds[label] != pytest.approx(own.thresholds[label], abs=1e-3)
+    assert pulled.thresholds["z"] == own.thresholds["z"] == own.global_threshold
+    precise = calibrate(scores, gold, labels, min_support=5, prior=30, target_precision=0.9)
+    assert precise.thresholds == calibrate(scores, gold, labels, min_support=5, prior=0,
+                                           target_precision=0.9).thresholds  # fmt: skip
 
 
 def test_calibration_fitted_on_one_split_raises_f1_on_another(tmp_path):
@@ -229,3 +246,5 @@ def test_calibrate_refuses_bad_input():
         calibrate(np.zeros((3, 3)), np.zeros((3, 3), dtype=bool), ["a", "b"])
     with pytest.raises(ConfigError, match="min_support"):
         calibrate(np.zeros((3, 2)), np.zeros((3, 2), dtype=bool), ["a", "b"], min_support=0)
+    with pytest.raises(ConfigError, match="prior"):
+        calibrate(np.zeros((3, 2)), np.zeros((3, 2), dtype=bool), ["a", "b"], prior=-1)

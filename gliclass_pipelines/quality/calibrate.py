@@ -81,12 +81,17 @@ def calibrate(
     min_support: int = 5,
     target_precision: float | None = None,
     default: float = 0.5,
+    prior: float = 10.0,
 ) -> Calibration:
     """Per-label thresholds from scores (rows x labels) and gold (rows x labels booleans).
 
     A label with fewer than ``min_support`` gold rows, or whose target precision is out of reach, gets
     the global threshold: the one that maximises micro-F1 over all labels pooled (``default`` when
-    there are no gold labels at all).
+    there are no gold labels at all). Any other label's threshold is its own best one pulled toward the
+    global one, as if ``prior`` more gold rows had voted for the global threshold:
+    ``(n * own + prior * global) / (n + prior)`` for a label with ``n`` gold rows. A threshold fitted on
+    a few rows overfits them; ``prior=0`` keeps each label's own best threshold. With
+    ``target_precision`` nothing is pulled, so each label keeps the precision it was asked for.
     """
     scores, gold = np.asarray(scores, dtype=np.float64), np.asarray(gold, dtype=bool)
     if scores.shape != gold.shape or scores.ndim != 2 or scores.shape[1] != len(labels):
@@ -94,18 +99,24 @@ def calibrate(
             f"scores {scores.shape} and gold {gold.shape} must both be rows x {len(labels)} labels"
         )
     check_positive_int(min_support, "min_support", optional=False)
+    if isinstance(prior, bool) or not isinstance(prior, int | float) or not 0 <= prior < float("inf"):
+        raise ConfigError(f"prior must be a number of rows >= 0, got {prior!r}")
     if target_precision is not None:
         check_threshold(target_precision, "target_precision")
     pooled = best_threshold(scores, gold)
     global_threshold = round(pooled[0], 4) if pooled else check_threshold(default, "default")
     thresholds, fallback = {}, []
     for j, label in enumerate(labels):
-        found = None
-        if gold[:, j].sum() >= min_support:
+        found, support = None, int(gold[:, j].sum())
+        if support >= min_support:
             found = best_threshold(scores[:, j], gold[:, j], target_precision=target_precision)
         if found is None:
             fallback.append(label)
-        thresholds[label] = round(found[0], 4) if found else global_threshold
+            thresholds[label] = global_threshold
+        else:
+            weight = prior if target_precision is None else 0.0
+            pulled = (support * found[0] + weight * global_threshold) / (support + weight)
+            thresholds[label] = round(pulled, 4)
     logger.info(
         "calibrated %d labels, %d on the global threshold %.4f", len(labels), len(fallback), global_threshold
     )

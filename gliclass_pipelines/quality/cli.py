@@ -45,6 +45,10 @@ def add_commands(commands: Any) -> None:
         "--min-support", type=int, default=5, help="fewer gold rows: the label gets the global one"
     )
     p.add_argument(
+        "--prior", type=float, default=10.0,
+        help="pull each label's threshold toward the global one as if this many more rows voted for it",
+    )  # fmt: skip
+    p.add_argument(
         "--target-precision", type=float, help="lowest threshold reaching this precision, not best F1"
     )
     p.add_argument("--holdout", type=float, default=0.3, help="fraction of rows (by text hash) to report on")
@@ -147,7 +151,8 @@ def calibrate_command(args: argparse.Namespace) -> int:
     fit_predictions = [p for p, h in zip(predictions, held) if not h]
     fit_gold = gold_matrix([g for _, g in fit], labels)
     fitted = calibrate(score_matrix(fit_predictions, labels), fit_gold, labels,
-                       min_support=args.min_support, target_precision=args.target_precision)  # fmt: skip
+                       min_support=args.min_support, target_precision=args.target_precision,
+                       prior=args.prior)  # fmt: skip
     calibrated = with_thresholds(taxonomy, fitted.thresholds)
     write_taxonomy(calibrated, args.out)
     out = {"fit_rows": len(fit), "holdout_rows": len(report_rows), "fallback_labels": list(fitted.fallback),
