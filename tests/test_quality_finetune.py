@@ -160,6 +160,35 @@ def test_read_rows_from_files(tmp_path, suffix):
 
         pq.write_table(pa.Table.from_pylist(records), path)
     assert read_rows(path) == [(text, tuple(labels)) for text, labels in ROWS[:4]]
+    with pytest.raises(ConfigError, match="more than 3 training rows"):
+        read_rows(path, max_rows=3)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"text": "a", "labels": "sports"}\n{"text": "b", "lab', "line 2 is not JSON"),
+        (b'{"text": "a", "labels": "sports"}\n["text", "labels"]\n', "line 2 is not a JSON object"),
+        (b'{"text": "a", "labels": "sports"}\n{"text": "\xff"}\n', "not UTF-8 text"),
+    ],
+)
+def test_broken_training_files_are_named_errors(tmp_path, content, message):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        read_rows(path)
+
+
+@pytest.mark.spark
+def test_read_rows_from_a_spark_dataframe_sends_at_most_the_limit_to_the_driver(spark):
+    df = spark.createDataFrame([(text, labels) for text, labels in ROWS], "text string, labels array<string>")
+    assert read_rows(df) == [(text, tuple(labels)) for text, labels in ROWS]
+    delimited = df.selectExpr("text AS body", "array_join(labels, '|') AS tags")
+    assert read_rows(delimited, text_column="body", labels_column="tags", delimiter="|") == read_rows(df)
+    with pytest.raises(ConfigError, match="more than 5 training rows"):
+        read_rows(df, max_rows=5)
+    with pytest.raises(ConfigError, match="no column 'gold'"):
+        read_rows(df, labels_column="gold")
 
 
 def plain_encoder(tiny_checkpoint, folder):

@@ -283,13 +283,16 @@ def _row_labels(
 
 def fine_tune(
     model: str | os.PathLike[str],
-    rows: Sequence[Row] | str | os.PathLike[str],
+    rows: Sequence[Row] | str | os.PathLike[str] | Any,
     out: str | os.PathLike[str],
     *,
     taxonomy: Taxonomy | Sequence[str] | None = None,
     config: FineTuneConfig | None = None,
 ) -> FineTuneResult:
     """Train the GLiClass checkpoint at ``model`` on ``rows`` and save the result into ``out``.
+
+    ``rows`` are (text, labels) pairs, a Parquet/JSONL/CSV file, or a Spark DataFrame with ``text`` and
+    ``labels`` columns (at most ``MAX_ROWS`` of them reach the driver; sample a larger one first).
 
     ``out`` then loads with ``Classifier.load(out)``. After each epoch the training state is saved in
     ``out/.finetune-state``; running again with the same rows and settings resumes after the last
@@ -300,7 +303,7 @@ def fine_tune(
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
     config = config or FineTuneConfig()
-    rows = read_rows(rows) if isinstance(rows, str | os.PathLike) else list(rows)
+    rows = read_rows(rows)
     if taxonomy is None:
         taxonomy = Taxonomy.from_labels(sorted({label for _, labels in rows for label in labels}) or ["?"])
     taxonomy = Taxonomy.coerce(taxonomy)

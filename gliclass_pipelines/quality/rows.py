@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from gliclass_pipelines.errors import ConfigError
@@ -24,46 +24,85 @@ def read_rows(
     delimiter: str = ",",
     max_rows: int = MAX_ROWS,
 ) -> list[Row]:
-    """(text, labels) rows from a Parquet/JSONL/CSV file, or from an iterable of (text, labels) pairs.
+    """(text, labels) rows from a Parquet/JSONL/CSV file, a Spark DataFrame, or (text, labels) pairs.
 
-    Labels are a list of str or delimited text. At most ``max_rows`` rows are read (more is an error).
+    Labels are a list of str or delimited text. At most ``max_rows`` rows are read (more is an error):
+    files are read as a stream, and a DataFrame sends at most ``max_rows + 1`` rows to the driver.
     """
     from gliclass_pipelines.quality.metrics import parse_gold
 
     if isinstance(source, str | os.PathLike):
         records = _read_file(os.fspath(source), text_column, labels_column)
+    elif _is_dataframe(source):
+        records = _read_dataframe(source, text_column, labels_column, max_rows)
     else:
         records = source
     rows: list[Row] = []
-    for record in records:
-        if len(rows) >= max_rows:
-            raise ConfigError(f"more than {max_rows} training rows; sample them first")
-        if isinstance(record, dict):
-            text, labels = record.get(text_column), record.get(labels_column)
-        else:
-            text, labels = record
-        rows.append((text, parse_gold(labels, delimiter)))
+    try:
+        for record in records:
+            if len(rows) >= max_rows:
+                raise ConfigError(f"more than {max_rows:,} training rows; sample them first (max_rows)")
+            if isinstance(record, dict):
+                text, labels = record.get(text_column), record.get(labels_column)
+            else:
+                text, labels = record
+            rows.append((text, parse_gold(labels, delimiter)))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"training data is not UTF-8 text ({exc.reason} after row {len(rows)})") from None
     return rows
 
 
-def _read_file(path: str, text_column: str, labels_column: str) -> Iterable[dict]:
+def _is_dataframe(source: Any) -> bool:
+    return all(hasattr(source, name) for name in ("toLocalIterator", "select", "limit", "columns"))
+
+
+def _read_dataframe(df: Any, text_column: str, labels_column: str, max_rows: int) -> Iterator[dict]:
+    missing = [c for c in (text_column, labels_column) if c not in df.columns]
+    if missing:
+        raise ConfigError(f"the DataFrame has no column {missing[0]!r}; it has {', '.join(df.columns)}")
+    sample = df.select(text_column, labels_column).limit(max_rows + 1)
+    return (row.asDict() for row in sample.toLocalIterator())
+
+
+def _read_file(path: str, text_column: str, labels_column: str) -> Iterator[dict]:
     if not os.path.isfile(path):
         raise ConfigError(f"training data {shorten(path)!r} is not a file")
     extension = os.path.splitext(path)[1].lower()
     if extension == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path, columns=[text_column, labels_column])
-        return table.to_pylist()
+        return _read_parquet(path, [text_column, labels_column])
     if extension in (".jsonl", ".json"):
-        with open(path, encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
+        return _read_jsonl(path)
     if extension == ".csv":
-        import csv
-
-        with open(path, encoding="utf-8", newline="") as handle:
-            return list(csv.DictReader(handle))
+        return _read_csv(path)
     raise ConfigError(f"training data must be .parquet, .jsonl or .csv, got {shorten(path)!r}")
+
+
+def _read_parquet(path: str, columns: list[str]) -> Iterator[dict]:
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096, columns=columns):
+        yield from batch.to_pylist()
+
+
+def _read_jsonl(path: str) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{shorten(path)} line {number} is not JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise ConfigError(f"{shorten(path)} line {number} is not a JSON object")
+            yield record
+
+
+def _read_csv(path: str) -> Iterator[dict]:
+    import csv
+
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        yield from csv.DictReader(handle)
 
 
 def check_rows(rows: Sequence[Row], taxonomy: Taxonomy, min_rows: int) -> None:
