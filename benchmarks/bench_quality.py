@@ -214,12 +214,12 @@ def stage_report(args: argparse.Namespace, splits: dict, labels: list[str]) -> N
             "global_threshold": fitted.global_threshold,
             **meta,
         }
-    spark = None
-    if args.spark_copies and "full" in table:
-        spark = spark_rows_per_second(np.load(CACHE / "scores-full.npz")["test"], splits["test"], labels,
+    spark, on = None, args.spark_model
+    if args.spark_copies and on in table:
+        spark = spark_rows_per_second(np.load(CACHE / f"scores-{on}.npz")["test"], splits["test"], labels,
                                       args.spark_copies)  # fmt: skip
-    if spark:
-        spark["matches_python"] = abs(spark["micro_f1"] - table["full"]["at_0.5"]["micro_f1"]) < 1e-9
+        spark["model"] = on
+        spark["matches_python"] = abs(spark["micro_f1"] - table[on]["at_0.5"]["micro_f1"]) < 1e-9
     sizes = {name: len(rows) for name, rows in splits.items()}
     notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
     result = {"labels": len(labels), "rows": sizes, "models": table, "spark_evaluate": spark, "notes": notes}
@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         "--prior", type=float, default=10.0, help="calibrate: pull toward the global threshold"
     )
     parser.add_argument("--spark-copies", type=int, default=50)
+    parser.add_argument("--spark-model", default="full", help="whose test scores the Spark evaluate reads")
     parser.add_argument("--notes", type=Path, help="a Markdown file appended to the report")
     parser.add_argument(
         "--label-pooling",
