@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gliclass_pipelines.quality.calibrate import calibrate  # noqa: E402
+from gliclass_pipelines.quality.cli import prior_value  # noqa: E402
 from gliclass_pipelines.quality.evaluate import evaluate, gold_matrix  # noqa: E402
 
 logger = logging.getLogger("bench_quality")
@@ -37,7 +38,7 @@ DATA = ROOT.parent / "shared" / "data" / "debian_debtags.jsonl"
 CACHE = ROOT / ".cache" / "bench" / "quality"
 RESULTS = ROOT / "benchmarks" / "results"
 FACETS = ("use::", "works-with::")
-MAX_LENGTH = 256
+MAX_LENGTH = 384  # the recipe's sequence length, labels included: 67 labels take 183 tokens
 
 
 def encoder_path() -> str:
@@ -212,6 +213,7 @@ def stage_report(args: argparse.Namespace, splits: dict, labels: list[str]) -> N
             "calibrated": metrics(data["test"], splits["test"], labels, fitted.thresholds),
             "calibrated_on_val": metrics(data["val"], splits["val"], labels, fitted.thresholds),
             "global_threshold": fitted.global_threshold,
+            "prior": fitted.as_dict()["prior"],
             **meta,
         }
     spark, on = None, args.spark_model
@@ -275,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--encoder-lr", type=float, default=5e-5)
     parser.add_argument("--head-lr", type=float, default=1e-3)
-    parser.add_argument("--train-max-length", type=int, default=160)
+    parser.add_argument("--train-max-length", type=int, default=MAX_LENGTH)
     parser.add_argument("--negatives", type=int, default=-1, help="negative labels per row (-1: all)")
     parser.add_argument("--loss", default="bce")
     parser.add_argument("--freeze-layers", type=int, default=0)
@@ -287,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=["similarity", "logistic", "full", "fewshot"])
     parser.add_argument("--min-support", type=int, default=5)
     parser.add_argument(
-        "--prior", type=float, default=10.0, help="calibrate: pull toward the global threshold"
+        "--prior", type=prior_value, default="auto", help="calibrate: pull toward the global threshold"
     )
     parser.add_argument("--spark-copies", type=int, default=50)
     parser.add_argument("--spark-model", default="full", help="whose test scores the Spark evaluate reads")

@@ -224,6 +224,34 @@ def test_calibrate_pulls_thresholds_of_rare_labels_toward_the_global_one():
                                            target_precision=0.9).thresholds  # fmt: skip
 
 
+def test_auto_prior_keeps_distinct_thresholds_and_pools_noisy_ones():
+    # x and y have well-supported thresholds far apart: pulling them together costs F1
+    scores, gold = synthetic(400, seed=1)
+    assert calibrate(scores, gold, ["x", "y", "z"], min_support=5).prior <= 10
+    # 20 labels share one true threshold and have 6 positives each: their own best thresholds are noise
+    rng = np.random.default_rng(3)
+    gold = np.zeros((300, 20), dtype=bool)
+    for j in range(20):
+        gold[rng.choice(300, 6, replace=False), j] = True
+    scores = np.where(gold, rng.uniform(0.45, 1.0, gold.shape), rng.uniform(0.0, 0.55, gold.shape))
+    auto = calibrate(scores, gold, [f"l{j}" for j in range(20)], min_support=5)
+    assert auto.prior >= 30
+    labels = [f"l{j}" for j in range(20)]
+    pooled = calibrate(scores, gold, labels, min_support=5, prior=float("inf"))
+    assert set(pooled.thresholds.values()) == {auto.global_threshold}
+
+
+def test_the_prior_flag_takes_auto_a_number_or_inf():
+    import argparse
+
+    from gliclass_pipelines.quality.cli import prior_value
+
+    assert prior_value("auto") == "auto" and prior_value("3") == 3.0 and prior_value("inf") == float("inf")
+    for bad in ("-1", "nan", "lots"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            prior_value(bad)
+
+
 def test_calibration_fitted_on_one_split_raises_f1_on_another(tmp_path):
     labels = ["x", "y", "z"]
     fit_scores, fit_gold = synthetic(400, seed=1)
@@ -248,3 +276,5 @@ def test_calibrate_refuses_bad_input():
         calibrate(np.zeros((3, 2)), np.zeros((3, 2), dtype=bool), ["a", "b"], min_support=0)
     with pytest.raises(ConfigError, match="prior"):
         calibrate(np.zeros((3, 2)), np.zeros((3, 2), dtype=bool), ["a", "b"], prior=-1)
+    with pytest.raises(ConfigError, match="prior"):
+        calibrate(np.zeros((3, 2)), np.zeros((3, 2), dtype=bool), ["a", "b"], prior="best")

@@ -22,6 +22,19 @@ logger = logging.getLogger(__name__)
 REPORT_FILES = ("report.json", "report.md", "thresholds.png")
 
 
+def prior_value(text: str) -> float | str:
+    """--prior: 'auto', or a number of rows >= 0 ('inf' included)."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number of rows, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of rows >= 0, got {text!r}")
+    return value
+
+
 def add_commands(commands: Any) -> None:
     """Add ``evaluate``, ``calibrate`` and ``fine-tune`` to an argparse subparsers object."""
     p = commands.add_parser("evaluate", help="score a labelled file: per-label P/R/F1, micro/macro F1, top-1")
@@ -45,8 +58,9 @@ def add_commands(commands: Any) -> None:
         "--min-support", type=int, default=5, help="fewer gold rows: the label gets the global one"
     )
     p.add_argument(
-        "--prior", type=float, default=10.0,
-        help="pull each label's threshold toward the global one as if this many more rows voted for it",
+        "--prior", type=prior_value, default="auto",
+        help="pull each label's threshold toward the global one as if this many more rows voted for it; "
+        "'auto' (default) picks it by cross-validation, 'inf' gives every label the global threshold",
     )  # fmt: skip
     p.add_argument(
         "--target-precision", type=float, help="lowest threshold reaching this precision, not best F1"
@@ -156,7 +170,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     calibrated = with_thresholds(taxonomy, fitted.thresholds)
     write_taxonomy(calibrated, args.out)
     out = {"fit_rows": len(fit), "holdout_rows": len(report_rows), "fallback_labels": list(fitted.fallback),
-           "global_threshold": fitted.global_threshold}  # fmt: skip
+           "global_threshold": fitted.global_threshold, "prior": fitted.as_dict()["prior"]}  # fmt: skip
     if report_rows:
         held_predictions = [p for p, h in zip(predictions, held) if h]
         gold = [g for _, g in report_rows]
