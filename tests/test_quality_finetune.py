@@ -136,7 +136,7 @@ def test_bad_settings_and_foreign_output_are_refused(tiny_checkpoint, tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "precious.txt").write_text("keep me")
-    with pytest.raises(ConfigError, match="not written by fine-tune"):
+    with pytest.raises(ConfigError, match="not written by gliclass-pipelines"):
         fine_tune(tiny_checkpoint, ROWS, foreign, taxonomy=LABELS, config=FineTuneConfig(**FAST))
     assert (foreign / "precious.txt").read_text() == "keep me"
 

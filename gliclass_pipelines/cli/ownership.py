@@ -88,6 +88,29 @@ def remove_own_output(folder: Path) -> bool:
     return True
 
 
+def check_claimable(named: str | os.PathLike[str], what: str) -> Path:
+    """The folder to write ``what`` into, if it is new, empty, or one this tool wrote before (it holds
+    the marker); anything else is refused, so a user's own files are never overwritten."""
+    folder = Path(named).expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        shown = shorten(str(folder))
+        raise NotOursError(f"{what} folder {shown!r} exists and is not a folder; nothing was touched")
+    if folder.is_dir() and any(folder.iterdir()) and not has_marker(folder):
+        raise NotOursError(
+            f"{what} folder {shorten(str(folder))!r} is not empty and was not written by {TOOL}; "
+            "nothing was touched. Give a new or empty folder"
+        )
+    return folder
+
+
+def claim_folder(named: str | os.PathLike[str], what: str) -> Path:
+    """:func:`check_claimable`, then create the folder and mark it as this tool's."""
+    folder = check_claimable(named, what)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_marker(folder)
+    return folder
+
+
 def check_output_place(named: Path, protected: Iterable[tuple[str, Path]]) -> Path:
     """The output as the user named it (absolute, ``~`` expanded), refused where replacing it would
     destroy what is not ours: a symlink, an existing regular file, ``/``, or a folder that is or holds

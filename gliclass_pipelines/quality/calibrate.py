@@ -14,6 +14,7 @@ import numpy as np
 
 from gliclass_pipelines.checks import check_positive_int, check_threshold
 from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.redaction import shorten
 from gliclass_pipelines.taxonomy import Taxonomy
 
 logger = logging.getLogger(__name__)
@@ -171,13 +172,41 @@ def with_thresholds(taxonomy: Taxonomy, thresholds: dict[str, float]) -> Taxonom
     return Taxonomy.from_dict(data)
 
 
+def check_taxonomy_target(path: str | os.PathLike[str]) -> str:
+    """Where a taxonomy may be written: a new .yaml/.yml file, or an existing taxonomy YAML, which it updates.
+
+    Anything else (a data file, a folder, a symlink, a device) is refused, naming it, before any work."""
+    target = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    shown = shorten(target)
+    if os.path.splitext(target)[1].lower() not in (".yaml", ".yml"):
+        raise ConfigError(f"taxonomy output {shown!r} must be a .yaml or .yml file")
+    if os.path.islink(target):
+        raise ConfigError(f"taxonomy output {shown!r} is a symlink; nothing was touched. Name the file")
+    if not os.path.isdir(os.path.dirname(target)):
+        raise ConfigError(f"taxonomy output {shown!r}: its folder does not exist")
+    if os.path.lexists(target):
+        if not os.path.isfile(target):
+            raise ConfigError(f"taxonomy output {shown!r} exists and is not a regular file; nothing touched")
+        try:
+            Taxonomy.from_file(target)
+        except ConfigError as err:
+            why = shorten(" ".join(str(err).split()), 200)
+            raise ConfigError(
+                f"taxonomy output {shown!r} exists and is not a taxonomy file, so it is not replaced "
+                f"({why}). Give a new file, or a taxonomy file to update"
+            ) from err
+    return target
+
+
 def write_taxonomy(taxonomy: Taxonomy, path: str | os.PathLike[str]) -> None:
-    """Write the taxonomy as YAML (labels, thresholds, prompt, ...), atomically: the file appears whole."""
+    """Write the taxonomy as YAML (labels, thresholds, prompt, ...), atomically: the file appears whole.
+
+    ``path`` must pass :func:`check_taxonomy_target`: a new file, or an existing taxonomy it updates."""
     import yaml
 
-    target = os.fspath(path)
+    target = check_taxonomy_target(path)
     text = yaml.safe_dump(taxonomy.to_dict(), sort_keys=False, allow_unicode=True)
-    folder = os.path.dirname(os.path.abspath(target))
+    folder = os.path.dirname(target)
     fd, tmp = tempfile.mkstemp(prefix=".taxonomy-", suffix=".yaml.tmp", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

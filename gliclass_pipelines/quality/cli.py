@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gliclass_pipelines.checks import split_labels
+from gliclass_pipelines.cli.ownership import check_claimable, claim_folder
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.taxonomy import Taxonomy
 
@@ -130,12 +131,13 @@ def _scores(args: argparse.Namespace, texts: list[str], taxonomy: Taxonomy) -> l
 def evaluate_command(args: argparse.Namespace) -> int:
     from gliclass_pipelines.quality.evaluate import evaluate, gold_matrix, plot_threshold_curves, score_matrix
 
+    check_claimable(args.out, "evaluate report")
     rows = _rows(args)
     taxonomy = _taxonomy(args, rows)
     predictions = _scores(args, [text for text, _ in rows], taxonomy)
     gold = [labels for _, labels in rows]
     report = evaluate(predictions, None, gold, taxonomy, threshold=args.threshold)
-    args.out.mkdir(parents=True, exist_ok=True)
+    claim_folder(args.out, "evaluate report")
     _write(args.out / "report.json", report.to_json())
     _write(args.out / "report.md", report.to_markdown())
     labels = list(taxonomy.labels)
@@ -148,11 +150,17 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 
 def calibrate_command(args: argparse.Namespace) -> int:
-    from gliclass_pipelines.quality.calibrate import calibrate, with_thresholds, write_taxonomy
+    from gliclass_pipelines.quality.calibrate import (
+        calibrate,
+        check_taxonomy_target,
+        with_thresholds,
+        write_taxonomy,
+    )
     from gliclass_pipelines.quality.evaluate import evaluate, gold_matrix, score_matrix
 
     if not 0 <= args.holdout < 1:
         raise ConfigError(f"--holdout must be a fraction in [0, 1), got {args.holdout}")
+    check_taxonomy_target(args.out)
     rows = _rows(args)
     taxonomy = _taxonomy(args, rows)
     held = [_bucket(text) < args.holdout for text, _ in rows]
@@ -187,6 +195,7 @@ def fine_tune_command(args: argparse.Namespace) -> int:
         raise ConfigError(
             "give exactly one of --model (a GLiClass checkpoint) or --encoder (a plain encoder)"
         )
+    check_claimable(args.out, "fine-tune output")
     rows = _rows(args)
     taxonomy = _taxonomy(args, rows)
     config = FineTuneConfig(

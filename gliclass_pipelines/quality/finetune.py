@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gliclass_pipelines.checks import check_positive_int
+from gliclass_pipelines.cli.ownership import claim_folder
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.quality.rows import MAX_ROWS, Row, check_rows, read_rows  # noqa: F401
 from gliclass_pipelines.redaction import shorten
@@ -32,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 LABEL_MARK, SEP_MARK, EXAMPLE_MARK = MARKERS
 LOSSES = ("bce", "focal")
-MARKER_FILE = ".gliclass-finetune"
 STATE_DIR = ".finetune-state"
 
 
@@ -113,9 +113,10 @@ def bootstrap(
     from gliclass import GLiClassModel, GLiClassModelConfig
     from transformers import AutoConfig, AutoTokenizer
 
-    source, target = Path(encoder), _prepare_out(out)
+    source = Path(encoder)
     if not (source / "config.json").is_file():
         raise ConfigError(f"encoder {shorten(str(source))!r} is not a model folder with a config.json")
+    target = claim_folder(out, "bootstrap output")
     tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
     tokenizer.add_special_tokens({"additional_special_tokens": list(MARKERS)})
     if max_length:
@@ -144,21 +145,6 @@ def bootstrap(
     model.config.encoder_model_name = str(target)
     model.save_pretrained(str(target))
     tokenizer.save_pretrained(str(target))
-    return target
-
-
-def _prepare_out(out: str | os.PathLike[str]) -> Path:
-    """The output folder: new, empty, or one this tool wrote before (it has our marker file)."""
-    target = Path(out).expanduser().resolve()
-    if target.exists() and not target.is_dir():
-        raise ConfigError(f"output {shorten(str(target))!r} exists and is not a folder")
-    if target.is_dir() and any(target.iterdir()) and not (target / MARKER_FILE).is_file():
-        raise ConfigError(
-            f"output folder {shorten(str(target))!r} is not empty and was not written by fine-tune; "
-            "give a new folder"
-        )
-    target.mkdir(parents=True, exist_ok=True)
-    (target / MARKER_FILE).write_text("written by gliclass-pipelines fine-tune\n", encoding="utf-8")
     return target
 
 
@@ -306,7 +292,7 @@ def fine_tune(
     source = Path(model).expanduser()
     if not (source / "config.json").is_file():
         raise ConfigError(f"model {shorten(str(source))!r} is not a local GLiClass checkpoint folder")
-    target = _prepare_out(out)
+    target = claim_folder(out, "fine-tune output")
     device = _resolve_device(config.device)
     labels = taxonomy.labels
 
