@@ -139,6 +139,8 @@ def test_bad_settings_and_foreign_output_are_refused(tiny_checkpoint, tmp_path):
     with pytest.raises(ConfigError, match="not written by gliclass-pipelines"):
         fine_tune(tiny_checkpoint, ROWS, foreign, taxonomy=LABELS, config=FineTuneConfig(**FAST))
     assert (foreign / "precious.txt").read_text() == "keep me"
+    with pytest.raises(ConfigError, match="is the starting checkpoint"):
+        fine_tune(tiny_checkpoint, ROWS, tiny_checkpoint, taxonomy=LABELS, config=FineTuneConfig(**FAST))
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "csv", "parquet"])

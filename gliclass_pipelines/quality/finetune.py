@@ -292,6 +292,8 @@ def fine_tune(
     source = Path(model).expanduser()
     if not (source / "config.json").is_file():
         raise ConfigError(f"model {shorten(str(source))!r} is not a local GLiClass checkpoint folder")
+    if Path(out).expanduser().resolve() == source.resolve():
+        raise ConfigError(f"output {shorten(str(source))!r} is the starting checkpoint; give a new folder")
     target = claim_folder(out, "fine-tune output")
     device = _resolve_device(config.device)
     labels = taxonomy.labels
