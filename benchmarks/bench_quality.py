@@ -210,9 +210,13 @@ def spark_rows_per_second(scores: np.ndarray, rows: list[dict], labels: list[str
 
 def stage_report(args: argparse.Namespace, splits: dict, labels: list[str]) -> None:
     y_val = gold_matrix([r["labels"] for r in splits["val"]], labels)
+    previous = _previous_results() if args.merge else {}
     table = {}
     for name in args.models:
         path = CACHE / f"scores-{name}.npz"
+        if not path.exists() and name in previous.get("models", {}):
+            table[name] = {**previous["models"][name], "earlier_run": True}
+            continue
         if not path.exists():
             logger.warning("no scores for %s; run its stage first", name)
             continue
@@ -232,6 +236,8 @@ def stage_report(args: argparse.Namespace, splits: dict, labels: list[str]) -> N
                                       args.spark_copies)  # fmt: skip
         spark["model"] = on
         spark["matches_python"] = abs(spark["micro_f1"] - table[on]["at_0.5"]["micro_f1"]) < 1e-9
+    elif previous.get("spark_evaluate"):
+        spark = {**previous["spark_evaluate"], "earlier_run": True}
     sizes = {name: len(rows) for name, rows in splits.items()}
     notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
     result = {"labels": len(labels), "rows": sizes, "models": table, "spark_evaluate": spark, "notes": notes}
@@ -239,6 +245,11 @@ def stage_report(args: argparse.Namespace, splits: dict, labels: list[str]) -> N
     (RESULTS / "quality.json").write_text(json.dumps(result, indent=2))
     (RESULTS / "quality.md").write_text(markdown(result))
     print(markdown(result))
+
+
+def _previous_results() -> dict:
+    path = RESULTS / "quality.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def markdown(result: dict) -> str:
@@ -266,6 +277,14 @@ def markdown(result: dict) -> str:
         lines += ["", f"Spark evaluate (local[2], one groupBy, only the counts collected): {s['rows']} "
                   f"rows in {s['seconds']:.1f} s, {s['rows_per_second']:.0f} rows/s; micro-F1 equal to the "
                   f"Python evaluate's: {s['matches_python']}."]  # fmt: skip
+    kept = [name for name, m in result["models"].items() if m.get("earlier_run")]
+    spark_kept = bool((result.get("spark_evaluate") or {}).get("earlier_run"))
+    if kept or spark_kept:
+        lines += [
+            "",
+            "Kept from an earlier run of this report (their scores were not in this run's cache): "
+            f"{', '.join(kept) or '-'}; the Spark evaluate figure: {'yes' if spark_kept else 'no'}.",
+        ]
     recipes = [(n, m["command"]) for n, m in result["models"].items() if "command" in m]
     if recipes:
         lines += ["", "Recipes (run from the repository root):", ""]
@@ -304,6 +323,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spark-copies", type=int, default=50)
     parser.add_argument("--spark-model", default="full", help="whose test scores the Spark evaluate reads")
     parser.add_argument("--notes", type=Path, help="a Markdown file appended to the report")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep results/quality.json's rows of listed models whose scores are not cached",
+    )
     parser.add_argument(
         "--label-pooling",
         choices=("first", "average"),
