@@ -122,6 +122,18 @@ def test_local_runner_keeps_rows_ids_and_order(
     assert result_type(output).value_type == arrow_type("labels").value_type
 
 
+@pytest.mark.parametrize("newline", ["\r\n", "\r"])
+def test_local_runner_reads_csv_with_any_line_ending(
+    newline, inputs, rows, expected, tiny_checkpoint, tmp_path
+):
+    source = tmp_path / "packages.csv"
+    source.write_bytes(inputs["csv"].read_bytes().replace(b"\n", newline.encode()))
+    assert b"\n" not in source.read_bytes() or newline == "\r\n"
+    output = tmp_path / "out"
+    assert cli.main(classify_args(source, output, tiny_checkpoint)) == 0
+    check_output(output, rows, expected, ordered=True)
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_local_runner_reads_the_input_once(fmt, inputs, tiny_checkpoint, tmp_path, monkeypatch):
     from gliclass_pipelines.cli import inputs as readers

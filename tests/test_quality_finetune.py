@@ -181,6 +181,30 @@ def test_broken_training_files_are_named_errors(tmp_path, content, message):
         read_rows(path)
 
 
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_a_training_record_over_the_limit_is_a_named_error(tmp_path, monkeypatch, suffix):
+    import csv
+
+    from gliclass_pipelines.cli import inputs
+
+    monkeypatch.setattr(inputs, "MAX_RECORD_BYTES", 1 << 16)
+    previous = csv.field_size_limit(1 << 16)
+    try:
+        path = tmp_path / f"rows.{suffix}"
+        text = "word " * 30_000
+        if suffix == "jsonl":
+            path.write_text(
+                json.dumps({"text": "a", "labels": "x"}) + "\n" + json.dumps({"text": text}) + "\n"
+            )
+        else:
+            path.write_text(f"text,labels\na,x\n{text},x\n")
+        line = 2 if suffix == "jsonl" else 3  # the CSV's header is line 1
+        with pytest.raises(ConfigError, match=f"line {line} is longer than 65536 bytes"):
+            read_rows(path)
+    finally:
+        csv.field_size_limit(previous)
+
+
 @pytest.mark.spark
 def test_read_rows_from_a_spark_dataframe_sends_at_most_the_limit_to_the_driver(spark):
     df = spark.createDataFrame([(text, labels) for text, labels in ROWS], "text string, labels array<string>")

@@ -342,6 +342,61 @@ def test_a_5_mb_text(fmt, tiny_checkpoint, tmp_path, capsys, caplog):
     assert success["truncated"] >= 1 and success["failed"] == 0
 
 
+LONG_RECORDS = {  # text of row 00001 -> the reason its row fails
+    "jsonl": "longer than 1,048,576 bytes",
+    "csv-long-line": "longer than 1,048,576 bytes",
+    "csv-quoted-over-two-long-lines": "longer than 1,048,576 bytes",
+    "csv-quoted-over-many-short-lines": "field larger than field limit",
+}
+
+
+@case(
+    INPUTS,
+    "a record over the limit (lowered to 1 MiB here, 32 MiB by default) between good rows: a 3 MB JSON line, "
+    "a 3 MB CSV line, a quoted CSV field over two 3 MB lines, and one over 120,000 short lines",
+    "exit 0: 3 rows in order, the long one with a null result (failed) named by file and line; the rest "
+    "classified",
+)
+@pytest.mark.parametrize("fmt", list(LONG_RECORDS))
+def test_a_record_over_the_limit(fmt, tiny_checkpoint, tmp_path, monkeypatch, request, capsys, caplog):
+    import csv
+
+    from gliclass_pipelines.cli import inputs
+
+    limit = 1 << 20
+    monkeypatch.setattr(inputs, "MAX_RECORD_BYTES", limit)
+    previous = csv.field_size_limit(limit)
+    request.addfinalizer(lambda: csv.field_size_limit(previous))
+    long_text = "word " * 600_000
+    source = tmp_path / ("rows.jsonl" if fmt == "jsonl" else "rows.csv")
+    if fmt == "jsonl":
+        rows_in = good_rows(3)
+        rows_in[1]["text"] = long_text
+        source.write_text("".join(json.dumps(r) + "\n" for r in rows_in), encoding="utf-8")
+    else:
+        text = {
+            "csv-long-line": long_text,
+            "csv-quoted-over-two-long-lines": f'"{long_text}\n{long_text}"',
+            "csv-quoted-over-many-short-lines": '"' + "a few words\n" * 120_000 + '"',
+        }[fmt]
+        body = f"id,text\n00000,a chess engine\n00001,{text}\n00002,a web server\n"
+        source.write_text(body, encoding="utf-8")
+    rows, success, err = run_ok(classify(source, tmp_path / "out", tiny_checkpoint, "error"), capsys, caplog)
+    assert len(rows) == 3 and [rows[0]["id"], rows[2]["id"]] == ["00000", "00002"]
+    assert rows[1]["gliclass"] is None and rows[0]["gliclass"] and rows[2]["gliclass"]
+    assert (success["rows"], success["failed"]) == (3, 1)
+    assert f"{source} line {2 if fmt == 'jsonl' else 3}: " in err and LONG_RECORDS[fmt] in err, err
+
+
+@case(INPUTS, "--input is a symlink to /dev/zero (an endless file without a newline)",
+      "exit 2: 'is a device', before any model loads")  # fmt: skip
+def test_a_device_as_input(tmp_path, capsys):
+    source = tmp_path / "rows.jsonl"
+    os.symlink("/dev/zero", source)
+    assert cli.main(classify(source, tmp_path / "out", tmp_path / "no-model")) == cli.EXIT_USAGE
+    assert "is a device, not a file" in capsys.readouterr().err
+
+
 @case(
     INPUTS,
     "CSV that starts with a UTF-8 byte order mark, ids with leading zeros (007)",

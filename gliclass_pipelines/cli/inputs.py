@@ -14,7 +14,7 @@ import io
 import itertools
 import json
 import re
-import sys
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +37,9 @@ SCHEMA_ROWS = 1000  # rows read to infer a JSON lines schema
 SCHEMA_BYTES = 16 << 20  # ... or fewer, when they are large
 BOM = b"\xef\xbb\xbf"
 
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a record holds texts of any size
+MAX_RECORD_BYTES = 32 << 20  # a longer JSON line or CSV field is a failed row, read past and never held whole
+
+csv.field_size_limit(MAX_RECORD_BYTES)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ def _format_of(path: Path) -> str | None:
 def input_files(path: Path, input_format: str | None) -> list[Path]:
     """The file itself, or a directory's data files in name order (skipping _ and . names)."""
     if not path.is_dir():
+        if _is_device(path):
+            raise ConfigError(f"input {shorten(str(path))} is a device, not a file")
         return [path]
     files = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
     if input_format is not None:
@@ -92,6 +96,14 @@ def input_files(path: Path, input_format: str | None) -> list[Path]:
     if not files:
         raise ConfigError(f"input directory {path} holds no data files")
     return files
+
+
+def _is_device(path: Path) -> bool:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False  # a missing input is named where it is opened
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
 
 
 def _hidden(relative: Path) -> bool:
@@ -210,8 +222,37 @@ def _take_head(records: Iterator[Any]) -> Iterator[Any]:
             return
 
 
+def _too_long() -> str:
+    return f"longer than {MAX_RECORD_BYTES:,} bytes; read past, not parsed"
+
+
+@dataclass(frozen=True)
+class CutLine:
+    """A line longer than MAX_RECORD_BYTES, read past in pieces and never held whole."""
+
+    quotes: int  # how many '"' it held: CSV needs their parity to stay in step
+
+
+def bounded_lines(stream: Any) -> Iterator[Any]:
+    """The lines of a binary stream (split at \\n) or of a text one (split as it splits them), each at most
+    MAX_RECORD_BYTES long (characters, for text); a longer one comes as a CutLine."""
+    text = isinstance(stream, io.TextIOBase)
+    ends, quote = (("\n", "\r"), '"') if text else (b"\n", b'"')
+    while line := stream.readline(MAX_RECORD_BYTES + 1):
+        if len(line) <= MAX_RECORD_BYTES or line.endswith(ends):
+            yield line
+            continue
+        quotes = line.count(quote)
+        while (rest := stream.readline(1 << 20)) and not rest.endswith(ends):
+            quotes += rest.count(quote)
+        yield CutLine(quotes + rest.count(quote))
+
+
 def _jsonl_records(path: Path, lines: Any, id_column: str | None) -> Iterator[tuple[Any, Any]]:
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(bounded_lines(lines), 1):
+        if isinstance(line, CutLine):
+            yield None, (path, number), Problem(path, number, _too_long())
+            continue
         if number == 1 and line.startswith(BOM):
             line = line[len(BOM) :]
         if not line.strip():
@@ -241,10 +282,46 @@ def id_of_broken_line(line: bytes, id_column: str | None) -> dict | None:
     return None
 
 
+class CsvLines:
+    """A binary stream's lines (a UTF-8 BOM dropped), decoded for csv.reader and counted.
+
+    A line longer than MAX_RECORD_BYTES is fed as an empty line (a quote if it held an odd number of
+    them, so a quoted field opens or closes as it did), and ``cut`` holds its line number until the
+    reader's caller clears it. ``quotes`` counts the quotes fed since the caller last cleared it, so that
+    after a field too large for csv the rest of that quoted field can be read past."""
+
+    def __init__(self, stream: Any, errors: str = "surrogateescape") -> None:
+        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors=errors, newline="")
+        self._lines = bounded_lines(text)
+        self.number = 0
+        self.quotes = 0
+        self.cut = 0
+
+    def __iter__(self) -> CsvLines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.number += 1
+        if isinstance(line, CutLine):
+            self.cut = self.number
+            self.quotes += line.quotes
+            return '"' * (line.quotes % 2) + "\n"
+        self.quotes += line.count('"')
+        return line
+
+    def close_quoted_field(self) -> None:
+        """Read past the lines up to the one that closes the open quoted field, if one is open."""
+        with contextlib.suppress(StopIteration):
+            while self.quotes % 2:
+                next(self)
+        self.quotes = 0
+
+
 def _csv_records(path: Path, lines: Any, id_column: str | None) -> tuple[list[str], Iterator[Any]]:
     """RFC 4180 with a header (a UTF-8 BOM is dropped), every field text, an empty field null."""
-    text = io.TextIOWrapper(lines, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    reader = csv.reader(text)
+    feed = CsvLines(lines)
+    reader = csv.reader(feed)
     header = next(reader, None)
     if not header:
         raise ConfigError(f"{path} has no header line")
@@ -252,18 +329,25 @@ def _csv_records(path: Path, lines: Any, id_column: str | None) -> tuple[list[st
         raise ConfigError(f"{path} line 1: the header is not UTF-8")
 
     def records() -> Iterator[tuple[Any, Any]]:
-        start = reader.line_num + 1
+        start = feed.number + 1
         while True:
+            feed.quotes = 0
             try:
                 fields = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
+                if "field limit" in str(exc):
+                    feed.close_quoted_field()
+                feed.cut = 0
                 yield None, (path, start), Problem(path, start, f"not a CSV record ({exc})")
-                start = reader.line_num + 1
+                start = feed.number + 1
                 continue
-            line, start = start, reader.line_num + 1
-            if fields:
+            line, start = start, feed.number + 1
+            if feed.cut:
+                feed.cut = 0
+                yield None, (path, line), Problem(path, line, _too_long())
+            elif fields:
                 yield _csv_row(path, line, header, fields, id_column)
 
     return header, records()

@@ -85,8 +85,12 @@ def _read_parquet(path: str, columns: list[str]) -> Iterator[dict]:
 
 
 def _read_jsonl(path: str) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    from gliclass_pipelines.cli.inputs import MAX_RECORD_BYTES, CutLine, bounded_lines
+
+    with open(path, "rb") as handle:
+        for number, line in enumerate(bounded_lines(handle), 1):
+            if isinstance(line, CutLine):
+                raise ConfigError(f"{shorten(path)} line {number} is longer than {MAX_RECORD_BYTES} bytes")
             if not line.strip():
                 continue
             try:
@@ -101,8 +105,23 @@ def _read_jsonl(path: str) -> Iterator[dict]:
 def _read_csv(path: str) -> Iterator[dict]:
     import csv
 
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        yield from csv.DictReader(handle)
+    from gliclass_pipelines.cli.inputs import MAX_RECORD_BYTES, CsvLines
+
+    with open(path, "rb") as handle:
+        feed = CsvLines(handle, errors="strict")
+        reader = csv.DictReader(feed)
+        try:
+            for record in reader:
+                _check_not_cut(path, feed.cut, MAX_RECORD_BYTES)
+                yield record
+        except csv.Error as exc:
+            raise ConfigError(f"{shorten(path)} line {feed.number} is not a CSV record ({exc})") from None
+        _check_not_cut(path, feed.cut, MAX_RECORD_BYTES)
+
+
+def _check_not_cut(path: str, line: int, limit: int) -> None:
+    if line:
+        raise ConfigError(f"{shorten(path)} line {line} is longer than {limit} bytes")
 
 
 def check_rows(rows: Sequence[Row], taxonomy: Taxonomy, min_rows: int) -> None:
