@@ -8,6 +8,7 @@ import os
 import pytest
 
 from gliclass_pipelines import Classifier, ConfigError, Taxonomy
+from gliclass_pipelines.cli.ownership import claim_folder
 from gliclass_pipelines.quality import finetune
 from gliclass_pipelines.quality.finetune import (
     FineTuneConfig,
@@ -139,6 +140,11 @@ def test_bad_settings_and_foreign_output_are_refused(tiny_checkpoint, tmp_path):
     with pytest.raises(ConfigError, match="not written by gliclass-pipelines"):
         fine_tune(tiny_checkpoint, ROWS, foreign, taxonomy=LABELS, config=FineTuneConfig(**FAST))
     assert (foreign / "precious.txt").read_text() == "keep me"
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / ".gliclass-finetune").write_text("written by gliclass-pipelines fine-tune\n")
+    (legacy / "config.json").write_text("{}")
+    assert claim_folder(legacy, "fine-tune output") == legacy.resolve()
     with pytest.raises(ConfigError, match="is the starting checkpoint"):
         fine_tune(tiny_checkpoint, ROWS, tiny_checkpoint, taxonomy=LABELS, config=FineTuneConfig(**FAST))
 

@@ -21,6 +21,7 @@ SUCCESS = "_SUCCESS"
 TOOL = "gliclass-pipelines"
 OWN_FILE = re.compile(r"^(_SUCCESS|\._SUCCESS\.crc|part-[\w.-]+\.parquet|\.part-[\w.-]+\.parquet\.crc)$")
 SHOWN = 5
+LEGACY_FINETUNE_MARKER = ".gliclass-finetune"  # how fine-tune marked its output until 2026-12, resumable
 
 
 class NotOursError(ConfigError):
@@ -95,12 +96,17 @@ def check_claimable(named: str | os.PathLike[str], what: str) -> Path:
     if folder.exists() and not folder.is_dir():
         shown = shorten(str(folder))
         raise NotOursError(f"{what} folder {shown!r} exists and is not a folder; nothing was touched")
-    if folder.is_dir() and any(folder.iterdir()) and not has_marker(folder):
+    if folder.is_dir() and any(folder.iterdir()) and not (has_marker(folder) or _legacy_marker(folder)):
         raise NotOursError(
             f"{what} folder {shorten(str(folder))!r} is not empty and was not written by {TOOL}; "
             "nothing was touched. Give a new or empty folder"
         )
     return folder
+
+
+def _legacy_marker(folder: Path) -> bool:
+    marker = folder / LEGACY_FINETUNE_MARKER
+    return marker.is_file() and not marker.is_symlink()
 
 
 def claim_folder(named: str | os.PathLike[str], what: str) -> Path:
