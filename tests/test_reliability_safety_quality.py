@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from reliability_support import ATTACKS, case
-from test_reliability_safety_cli import snapshot
+from test_reliability_safety_cli import refused
 
 from gliclass_pipelines import Taxonomy, cli
 
@@ -34,18 +34,6 @@ def labelled(tmp_path) -> Path:
 
 def command(name: str, model: Path, labelled: Path, out: Path | str) -> list[str]:
     return [name, "--model", str(model), "--input", str(labelled), "--labels", LABELS, "--out", str(out)]
-
-
-def refused(args: list[str], watched: Path, capsys, *words: str) -> None:
-    before = snapshot(watched)
-    assert before, "the test must watch real files"
-    code = cli.main(args)
-    err = capsys.readouterr().err
-    assert code == cli.EXIT_USAGE, err
-    assert snapshot(watched) == before
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    for word in words:
-        assert word in err, err
 
 
 @case(
