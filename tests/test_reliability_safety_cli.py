@@ -388,12 +388,14 @@ def test_a_record_over_the_limit(fmt, tiny_checkpoint, tmp_path, monkeypatch, re
     assert f"{source} line {2 if fmt == 'jsonl' else 3}: " in err and LONG_RECORDS[fmt] in err, err
 
 
-@case(INPUTS, "--input is a symlink to /dev/zero (an endless file without a newline)",
+@case(INPUTS, "--input is a symlink to /dev/zero (an endless file without a newline), with each runner",
       "exit 2: 'is a device', before any model loads")  # fmt: skip
-def test_a_device_as_input(tmp_path, capsys):
+@pytest.mark.parametrize("runner", ["local", "spark", "beam"])
+def test_a_device_as_input(runner, tmp_path, capsys):
     source = tmp_path / "rows.jsonl"
     os.symlink("/dev/zero", source)
-    assert cli.main(classify(source, tmp_path / "out", tmp_path / "no-model")) == cli.EXIT_USAGE
+    args = [*classify(source, tmp_path / "out", tmp_path / "no-model"), "--runner", runner]
+    assert cli.main(args) == cli.EXIT_USAGE
     assert "is a device, not a file" in capsys.readouterr().err
 
 

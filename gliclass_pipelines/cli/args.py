@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from gliclass_pipelines.checks import check_positive_int, split_labels
-from gliclass_pipelines.cli.inputs import FORMATS, check_columns, detect_format, open_input
+from gliclass_pipelines.cli.inputs import (
+    FORMATS,
+    check_columns,
+    check_not_a_device,
+    detect_format,
+    open_input,
+)
 from gliclass_pipelines.cli.job import DEFAULT_RESULT_COLUMN, MODES, RUNNERS, Job
 from gliclass_pipelines.cli.ownership import check_output_place
 from gliclass_pipelines.errors import ConfigError
@@ -167,6 +173,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
     source = Path(args.input).expanduser()
     if not source.exists():
         raise ConfigError(f"input {shorten(source)} does not exist")
+    check_not_a_device(source)
     input_format = args.input_format or detect_format(source)
     if args.labels is None and args.labels_column is None:
         raise ConfigError("give --labels (a file or 'a,b,c') or --labels-column")

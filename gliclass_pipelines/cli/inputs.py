@@ -86,8 +86,6 @@ def _format_of(path: Path) -> str | None:
 def input_files(path: Path, input_format: str | None) -> list[Path]:
     """The file itself, or a directory's data files in name order (skipping _ and . names)."""
     if not path.is_dir():
-        if _is_device(path):
-            raise ConfigError(f"input {shorten(str(path))} is a device, not a file")
         return [path]
     files = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
     if input_format is not None:
@@ -98,12 +96,11 @@ def input_files(path: Path, input_format: str | None) -> list[Path]:
     return files
 
 
-def _is_device(path: Path) -> bool:
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False  # a missing input is named where it is opened
-    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+def check_not_a_device(path: Path) -> None:
+    """A device (/dev/zero, a disk) never ends; reading one as input would fill memory or never stop."""
+    mode = path.stat().st_mode
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise ConfigError(f"input {shorten(str(path))} is a device, not a file")
 
 
 def _hidden(relative: Path) -> bool:

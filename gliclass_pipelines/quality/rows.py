@@ -7,6 +7,8 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from gliclass_pipelines.cli import inputs
+from gliclass_pipelines.cli.inputs import CsvLines, CutLine, bounded_lines
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.redaction import shorten
 from gliclass_pipelines.taxonomy import Taxonomy
@@ -85,12 +87,10 @@ def _read_parquet(path: str, columns: list[str]) -> Iterator[dict]:
 
 
 def _read_jsonl(path: str) -> Iterator[dict]:
-    from gliclass_pipelines.cli.inputs import MAX_RECORD_BYTES, CutLine, bounded_lines
-
     with open(path, "rb") as handle:
         for number, line in enumerate(bounded_lines(handle), 1):
             if isinstance(line, CutLine):
-                raise ConfigError(f"{shorten(path)} line {number} is longer than {MAX_RECORD_BYTES} bytes")
+                raise _too_long(path, number)
             if not line.strip():
                 continue
             try:
@@ -105,23 +105,21 @@ def _read_jsonl(path: str) -> Iterator[dict]:
 def _read_csv(path: str) -> Iterator[dict]:
     import csv
 
-    from gliclass_pipelines.cli.inputs import MAX_RECORD_BYTES, CsvLines
-
     with open(path, "rb") as handle:
         feed = CsvLines(handle, errors="strict")
-        reader = csv.DictReader(feed)
         try:
-            for record in reader:
-                _check_not_cut(path, feed.cut, MAX_RECORD_BYTES)
+            for record in csv.DictReader(feed):
+                if feed.cut:
+                    raise _too_long(path, feed.cut)
                 yield record
         except csv.Error as exc:
             raise ConfigError(f"{shorten(path)} line {feed.number} is not a CSV record ({exc})") from None
-        _check_not_cut(path, feed.cut, MAX_RECORD_BYTES)
+        if feed.cut:  # csv skips the empty line a cut line is fed as, so a cut last line yields no record
+            raise _too_long(path, feed.cut)
 
 
-def _check_not_cut(path: str, line: int, limit: int) -> None:
-    if line:
-        raise ConfigError(f"{shorten(path)} line {line} is longer than {limit} bytes")
+def _too_long(path: str, line: int) -> ConfigError:
+    return ConfigError(f"{shorten(path)} line {line} is longer than {inputs.MAX_RECORD_BYTES} bytes")
 
 
 def check_rows(rows: Sequence[Row], taxonomy: Taxonomy, min_rows: int) -> None:
