@@ -18,6 +18,7 @@ from gliclass_pipelines.batching import RUN_TOKENS
 from gliclass_pipelines.checks import check_positive_int
 from gliclass_pipelines.encoding import estimate_label_tokens, estimate_tokens
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
+from gliclass_pipelines.labels import unordered
 from gliclass_pipelines.redaction import shorten
 
 DEFAULT_BATCH_TOKENS = RUN_TOKENS  # estimated tokens per Beam batch: the engine's one-call budget
@@ -60,7 +61,8 @@ def _check_labels(labels: Any, field: str | None) -> list[str] | None:
     if labels is None:
         return None
     if isinstance(labels, str) or not isinstance(labels, list | tuple):
-        raise ElementError(f"field {field!r} must be a list of label strings, got {type(labels).__name__}")
+        why = unordered(labels) or f"got {type(labels).__name__}"
+        raise ElementError(f"field {field!r} must be a list of label strings: {why}")
     bad = [x for x in labels if not isinstance(x, str)]
     if bad:
         raise ElementError(f"field {field!r} must hold strings only, got {bad[:5]!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import numbers
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -145,17 +145,10 @@ class ClassifyConfig:
             if self.labels is None:
                 raise ConfigError("this job classifies with per-row labels, but none were given")
             return None
-        rows = [_as_list(labels) for labels in row_labels]
+        rows = list(row_labels)  # each cell is judged by the engine: a set is a failed row, never sorted
         if len(rows) != len(texts):
             raise ConfigError(f"got {len(rows)} label lists for {len(texts)} texts")
         return rows
-
-
-def _as_list(labels: Any) -> Any:
-    """A per-row labels cell as a list; None, NaN, a str or another scalar is left for the engine to judge."""
-    if isinstance(labels, str | bytes | Mapping) or not isinstance(labels, Iterable):
-        return labels
-    return list(labels)
 
 
 def _check_options(options: Any) -> None:

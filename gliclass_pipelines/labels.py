@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence, Set
 from typing import Any
 
 from gliclass_pipelines.errors import ConfigError
@@ -85,6 +85,27 @@ def max_labels() -> int:
     return int(raw)
 
 
+def unordered(value: object) -> str | None:
+    """Why ``value`` cannot give labels in an order of the caller's, or None when it can.
+
+    A set's order follows ``PYTHONHASHSEED``, a dict view's its mapping's, an iterator is read once;
+    and the order of labels changes a uni-encoder's scores. The one check every labels entry point uses.
+    """
+    if isinstance(value, Set | MappingView | Iterator):
+        return (
+            f"a {type(value).__name__} has no order of its own, and label order changes a uni-encoder's "
+            "scores; give a list (sorted(...) for a set)"
+        )
+    return None
+
+
+def refuse_unordered(value: object, where: str) -> None:
+    """Raise ConfigError when ``value`` is an unordered collection (:func:`unordered`)."""
+    reason = unordered(value)
+    if reason:
+        raise ConfigError(f"{where}: {reason}.")
+
+
 def _too_many_labels(cap: int) -> ConfigError:
     return ConfigError(
         f"the taxonomy has more than {cap:,} labels, the cap on one taxonomy "
@@ -113,6 +134,7 @@ def flatten_labels(labels: Sequence[Any] | Mapping[str, Any], separator: str = "
             f"labels must be a list or a mapping of labels, got the single string {_show(labels)}. "
             "Wrap one label in a list, or load a file with Taxonomy.from_file(path)."
         )
+    refuse_unordered(labels, "labels")
     if not isinstance(labels, Mapping | list | tuple):
         raise ConfigError(
             f"labels must be a list of str or a nested mapping of groups to labels, "
@@ -156,6 +178,7 @@ def _flatten_into(  # noqa: PLR0913 - recursive walk state
         for i, item in enumerate(node):
             _flatten_into(item, prefix, separator, out, f"{where}[{i}]", cap)
     else:
+        refuse_unordered(node, f"labels at {where}")
         raise ConfigError(
             f"label {_show(node)} at {where} has type {type(node).__name__}; labels must be str "
             "(groups: a list or mapping). Quote it (in YAML, numbers and yes/no are not strings unless "
@@ -186,6 +209,7 @@ def _check_separator(separator: object) -> str:
 
 
 def _check_labels(labels: object) -> tuple[str, ...]:
+    refuse_unordered(labels, "Taxonomy labels")
     if isinstance(labels, str) or not isinstance(labels, list | tuple):
         hint = " For nested labels use Taxonomy.from_labels(...)." if isinstance(labels, Mapping) else ""
         raise ConfigError(

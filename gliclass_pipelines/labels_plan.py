@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.labels import unordered
 from gliclass_pipelines.outcomes import RowOutcome
 from gliclass_pipelines.taxonomy import EXAMPLE_MARK, LABEL_MARK, SEP_MARK, Example, Taxonomy
 
@@ -111,12 +112,17 @@ def label_groups(
     return groups
 
 
+def is_label_list(value: Any) -> bool:
+    """Whether one row's labels cell is an ordered list of labels: a list, a tuple or a NumPy array."""
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
 def is_per_row(labels: Any) -> bool:
     """Whether `labels` is one label list per row (rather than one shared label set)."""
     return (
         isinstance(labels, (list, tuple))
         and len(labels) > 0
-        and all(x is None or isinstance(x, (list, tuple, np.ndarray)) for x in labels)
+        and all(x is None or is_label_list(x) for x in labels)
         and not all(x is None for x in labels)
     )
 
@@ -139,10 +145,10 @@ def row_labels_key(row_labels: Any) -> tuple | Taxonomy | RowOutcome:
         return ()
     if isinstance(row_labels, Taxonomy):
         return row_labels
-    if isinstance(row_labels, (list, tuple, np.ndarray)):
+    if is_label_list(row_labels):
         return tuple(row_labels)
-    reason = f"invalid labels: per-row labels must be a list of str, got {type(row_labels).__name__}"
-    return RowOutcome.failed(reason, "invalid_labels")
+    reason = unordered(row_labels) or f"per-row labels must be a list of str, got {type(row_labels).__name__}"
+    return RowOutcome.failed(f"invalid labels: {reason}", "invalid_labels")
 
 
 def examples_of(examples: Any) -> tuple[Example, ...]:

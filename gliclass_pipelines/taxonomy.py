@@ -40,6 +40,7 @@ from gliclass_pipelines.labels import (
     flatten_labels,
     max_labels,
     normalize_label,
+    refuse_unordered,
 )
 
 __all__ = [
@@ -170,6 +171,7 @@ class Example:
                 "give each example a non-empty 'text'."
             )
         labels = self.labels
+        refuse_unordered(labels, f"few-shot example {_show(self.text)}: labels")
         if isinstance(labels, str) or not isinstance(labels, list | tuple):
             hint = " Wrap a single label in a list." if isinstance(labels, str) else ""
             raise ConfigError(
@@ -395,6 +397,7 @@ class Taxonomy:
             return cls.from_dict(obj)
         if isinstance(obj, Mapping | list | tuple):
             return cls.from_labels(obj, separator=separator)
+        refuse_unordered(obj, "labels")
         hint = " To load a file use Taxonomy.from_file(path)." if isinstance(obj, str | os.PathLike) else ""
         raise ConfigError(
             f"cannot make a Taxonomy from {type(obj).__name__} {_show(obj)}; "
