@@ -47,6 +47,7 @@ from gliclass_pipelines.loading import REGISTRY, ModelSource, load_checkpoint, r
 from gliclass_pipelines.outcomes import Output, RowOutcome, RunStats
 from gliclass_pipelines.postprocess import combine, empty_logits, predictions
 from gliclass_pipelines.quantize import check_precision, precision_device, quantize
+from gliclass_pipelines.threads import set_threads
 
 logger = logging.getLogger(__name__)
 
@@ -142,8 +143,8 @@ class Classifier:
         precision = check_precision(precision, device, dtype)
         resolved_device = resolve_device(precision_device(precision, device), engine_device)
         resolved_dtype = resolve_dtype(dtype, resolved_device)
-        if num_threads and torch.get_num_threads() != int(num_threads):  # adapters call this per batch
-            torch.set_num_threads(int(num_threads))
+        if num_threads:  # adapters call this per batch
+            set_threads(int(num_threads))
         key = (source, resolved_device, resolved_dtype, max_length)
         if precision != "float32":
             key += (precision,)
