@@ -25,12 +25,18 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 from gliclass_pipelines.cli.args import build_parser as _build_parser
 from gliclass_pipelines.cli.args import job_from_args
+from gliclass_pipelines.cli.interrupts import Terminated, raise_terminated
 from gliclass_pipelines.cli.job import run_job
-from gliclass_pipelines.cli.output import SUCCESS, OutputExistsError, part_files, should_skip
+from gliclass_pipelines.cli.output import (
+    SUCCESS,
+    OutputExistsError,
+    part_files,
+    should_skip,
+    tidy_beside,
+)
 from gliclass_pipelines.cli.progress import Progress
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError, ModelLoadError
 from gliclass_pipelines.redaction import shorten
@@ -43,10 +49,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 MAX_MESSAGE = 4000  # characters of one error message
 
 
-class Terminated(BaseException):
-    """SIGTERM, turned into an exception so the temporary output is removed on the way out."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     return _build_parser(classify_command, make_test_model_command)
 
@@ -56,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    previous = signal.signal(signal.SIGTERM, raise_terminated) if in_main_thread else None
     try:
         return args.func(args)
     except OutputExistsError as exc:
@@ -65,25 +67,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"invalid configuration: {exc}", EXIT_USAGE)
     except ModelLoadError as exc:
         return _fail(str(exc), EXIT_MODEL)
-    except KeyboardInterrupt:
-        return _fail("interrupted; no output was written", 130)
-    except Terminated:
-        return _fail("terminated; no output was written", 143)
+    except KeyboardInterrupt as exc:
+        return _fail(f"interrupted; {_state(exc)}", 130)
+    except Terminated as exc:
+        return _fail(f"terminated; {_state(exc)}", 143)
     except (GLiClassPipelinesError, OSError, ValueError, RuntimeError) as exc:
         logger.debug("job failed", exc_info=True)
-        return _fail(f"job failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
+        return _fail(f"job failed: {type(exc).__name__}: {exc}; {_state(exc)}", EXIT_FAILED)
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _state(exc: BaseException) -> str:
+    """What the run left at the output (run_job's note), or that nothing was written."""
+    return "; ".join(getattr(exc, "__notes__", ())) or "no output was written"
+
+
 def _fail(message: str, code: int) -> int:
     print(f"gliclass-pipelines: error: {shorten(message, MAX_MESSAGE)}", file=sys.stderr)
     return code
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated()
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -99,6 +102,7 @@ def _configure_logging(verbose: bool) -> None:
 
 def classify_command(args: argparse.Namespace) -> int:
     job = job_from_args(args)
+    tidy_beside(job.output)
     if should_skip(job.output, job.mode):
         print(f"gliclass-pipelines: {job.output} is complete ({SUCCESS} present); skipped")
         return EXIT_OK

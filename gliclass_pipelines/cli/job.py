@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gliclass_pipelines.cli.output import commit, part_files, remove_stale_temporaries, temporary_path
-from gliclass_pipelines.cli.ownership import write_marker
+from gliclass_pipelines.cli.locks import create_locked_marker, release
+from gliclass_pipelines.cli.output import commit, part_files, temporary_path
 from gliclass_pipelines.cli.summary import Summary
 from gliclass_pipelines.errors import GLiClassPipelinesError
 from gliclass_pipelines.redaction import shorten
@@ -52,21 +52,39 @@ class Job:
 
 
 def run_job(job: Job) -> Summary:
-    """Write into a temporary directory beside the output, then commit it; remove it on any failure."""
+    """Write into a temporary directory beside the output, then commit it; remove it on any failure.
+    (The caller has run :func:`~gliclass_pipelines.cli.output.tidy_beside` first.)
+
+    The temporary directory's marker stays locked while this run lives (cli.locks), so another run
+    never takes it for a killed run's. A failure carries a note saying what is at the output now.
+    """
     summary = Summary(runner=job.runner, output=str(job.output), model=job.config.model)
-    remove_stale_temporaries(job.output)
     temp = temporary_path(job.output)
+    lock = None
     try:
         temp.mkdir(parents=True)
-        write_marker(temp)
+        lock = create_locked_marker(temp)
         importlib.import_module(f"gliclass_pipelines.cli.run_{job.runner}").run(job, temp, summary)
         summary.seconds = time.perf_counter() - summary.started
         summary.parts = len(part_files(temp))
         commit(temp, job.output, job.mode, summary.to_json())
         return summary
+    except BaseException as exc:
+        exc.add_note(output_state(job.output, committed=lock is not None and not temp.exists()))
+        raise
     finally:
-        if temp.exists():
+        if temp.exists() and not temp.is_symlink():
             shutil.rmtree(temp, ignore_errors=True)
+        release(lock)
+
+
+def output_state(output: Path, committed: bool) -> str:
+    """What a stopped or failed run leaves at the output, for its message."""
+    if committed:
+        return f"{output} holds this run's complete output (committed before it stopped)"
+    if output.exists():
+        return f"no output was written; {output} is unchanged"
+    return "no output was written"
 
 
 def check_model_early(job: Job, *, local: bool) -> None:

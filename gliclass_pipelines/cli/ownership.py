@@ -28,11 +28,14 @@ class NotOursError(ConfigError):
     """The output is something this tool did not write, or a place it must never replace."""
 
 
-def write_marker(folder: Path) -> None:
+def marker_record() -> str:
     from gliclass_pipelines import __version__
 
-    record = {"tool": TOOL, "version": __version__, "pid": os.getpid()}
-    (folder / MARKER).write_text(json.dumps(record) + "\n", encoding="utf-8")
+    return json.dumps({"tool": TOOL, "version": __version__, "pid": os.getpid()}) + "\n"
+
+
+def write_marker(folder: Path) -> None:
+    (folder / MARKER).write_text(marker_record(), encoding="utf-8")
 
 
 def has_marker(folder: Path) -> bool:
@@ -78,8 +81,10 @@ def check_replaceable(output: Path) -> None:
 
 
 def remove_own_output(folder: Path) -> bool:
-    """Delete the files a run writes, then the folder if it is empty; True when it is gone."""
-    for entry in os.scandir(folder):
+    """Delete the files a run writes, the marker last (a folder cut short stays recognisably ours), then
+    the folder if it is empty; True when it is gone."""
+    entries = sorted(os.scandir(folder), key=lambda e: e.name == MARKER)
+    for entry in entries:
         if _own_entry(entry):
             os.unlink(entry.path)
     try:
@@ -93,6 +98,7 @@ def check_claimable(named: str | os.PathLike[str], what: str) -> Path:
     """The folder to write ``what`` into, if it is new, empty, or one this tool wrote before (it holds
     the marker); anything else is refused, so a user's own files are never overwritten."""
     folder = Path(named).expanduser().resolve()
+    check_utf8_path(folder, f"{what} folder")
     if folder.exists() and not folder.is_dir():
         shown = shorten(str(folder))
         raise NotOursError(f"{what} folder {shown!r} exists and is not a folder; nothing was touched")
@@ -117,11 +123,26 @@ def claim_folder(named: str | os.PathLike[str], what: str) -> Path:
     return folder
 
 
+def check_utf8_path(path: Path, what: str) -> None:
+    """Refuse a path with a byte that is not UTF-8 (Python holds it as a surrogate escape): Arrow, Spark
+    and Beam take paths as UTF-8 and would fail only when the first file is written."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        shown = shorten(text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+        raise ConfigError(
+            f"{what} {shown} holds a byte that is not UTF-8 (at character {err.start}); Parquet writers "
+            "need UTF-8 paths: rename the folder, or give another"
+        ) from err
+
+
 def check_output_place(named: Path, protected: Iterable[tuple[str, Path]]) -> Path:
     """The output as the user named it (absolute, ``~`` expanded), refused where replacing it would
     destroy what is not ours: a symlink, an existing regular file, ``/``, or a folder that is or holds
     one of ``protected`` (the working folder, home, the input, the model...)."""
     absolute = Path(os.path.abspath(named.expanduser()))
+    check_utf8_path(absolute, "output")
     if absolute.is_symlink():
         raise NotOursError(f"output {absolute} is a symlink (to {os.readlink(absolute)}); give a real folder")
     resolved = absolute.resolve()
