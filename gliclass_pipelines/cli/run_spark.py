@@ -4,41 +4,36 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from gliclass_pipelines.cli.interrupts import signals_held
 from gliclass_pipelines.cli.job import RunnerError, check_model_early, short_error
 from gliclass_pipelines.cli.summary import Summary, add_computed, stats_from_output, written_rows
 from gliclass_pipelines.errors import GLiClassPipelinesError
 
 logger = logging.getLogger(__name__)
 CORRUPT = "_corrupt_record"  # the column Spark adds for JSON lines it cannot parse
+JVM_STOP_SECONDS = 15.0
 
 
 def run(job: Any, temp: Path, summary: Summary) -> None:
     """spark.read -> classify_dataframe -> write.parquet(temp); Spark's own _SUCCESS is replaced at commit."""
-    from gliclass_pipelines.spark import classify_dataframe
-
     check_model_early(job, local=job.runner_options["spark_master"].startswith("local"))
     spark, created = spark_session(job)
     try:
-        df = read_spark(spark, job)
-        labels_col = None
-        if job.labels_column is not None:
-            df, labels_col = spark_labels_column(df, job.labels_column)
-        stats = _accumulator(spark)
-        out = classify_dataframe(
-            df, job.text_column, job.config, output_col=job.result_column, labels_col=labels_col, stats=stats
-        )
-        if labels_col != job.labels_column and labels_col is not None:
-            out = out.drop(labels_col)
-        out.write.mode("append").parquet(str(temp))  # temp holds our marker
-        computed = None if stats is None else stats.value
+        computed = _classify_into(spark, job, temp)
     except Exception as exc:
         if isinstance(exc, GLiClassPipelinesError):
             raise
         raise RunnerError(f"Spark failed: {short_error(exc)}") from exc
+    except BaseException:  # SIGTERM or Ctrl-C, most likely inside a Py4J call
+        if created:
+            created = False
+            stop_after_interrupt(spark)
+        raise
     finally:
         if created:
             spark.stop()
@@ -47,6 +42,44 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
         summary.truncated = None
     else:
         add_computed(summary, computed, written_rows(temp))
+
+
+def _classify_into(spark: Any, job: Any, temp: Path) -> Any:
+    """Write the classified input into ``temp``; the run's counts (None without accumulators)."""
+    from gliclass_pipelines.spark import classify_dataframe
+
+    df = read_spark(spark, job)
+    labels_col = None
+    if job.labels_column is not None:
+        df, labels_col = spark_labels_column(df, job.labels_column)
+    stats = _accumulator(spark)
+    out = classify_dataframe(
+        df, job.text_column, job.config, output_col=job.result_column, labels_col=labels_col, stats=stats
+    )
+    if labels_col != job.labels_column and labels_col is not None:
+        out = out.drop(labels_col)
+    out.write.mode("append").parquet(str(temp))  # temp holds our marker
+    return None if stats is None else stats.value
+
+
+def stop_after_interrupt(spark: Any) -> None:
+    """End the session this job started, after SIGTERM or Ctrl-C cut a Py4J call.
+
+    The cut call leaves the gateway's connection out of step, so ``spark.stop()`` would fail with a Py4J
+    error after a long wait. The JVM this process launched is ended instead (SIGTERM: Spark's shutdown
+    hooks stop its Python workers and remove its scratch files; SIGKILL after JVM_STOP_SECONDS). A JVM
+    this process did not launch (spark-submit, Spark Connect) is left to its launcher.
+    """
+    proc = getattr(getattr(getattr(spark, "_sc", None), "_gateway", None), "proc", None)
+    if proc is None or proc.poll() is not None:
+        return
+    logger.info("stopping the Spark JVM (pid %d) after an interrupt", proc.pid)
+    proc.terminate()
+    try:
+        proc.wait(timeout=JVM_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def spark_session(job: Any) -> tuple[Any, bool]:
@@ -61,7 +94,14 @@ def spark_session(job: Any) -> tuple[Any, bool]:
     builder = SparkSession.builder.master(job.runner_options["spark_master"]).appName("gliclass-pipelines")
     for key, value in job.runner_options["spark_conf"].items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    spark = None
+    try:
+        with signals_held():  # a JVM cut off while it starts would outlive this process
+            spark = builder.getOrCreate()
+    except BaseException:
+        if spark is not None:
+            stop_after_interrupt(spark)
+        raise
     spark.sparkContext.setLogLevel("WARN")
     return spark, True
 
