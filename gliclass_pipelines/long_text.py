@@ -49,9 +49,11 @@ def chunk_problem(text: Any, long_text: str, limit: int) -> RowOutcome | None:
     return RowOutcome.failed(reason, "text_too_long")
 
 
-def text_pieces(text: str, size: int = PIECE_CHARS) -> Iterator[str]:
-    """Consecutive pieces of `text` of at most `size` characters, each after the first starting with the
-    whitespace run it was cut before (a piece with no whitespace in its second half is cut at `size`)."""
+def text_pieces(text: str, size: int | None = None) -> Iterator[str]:
+    """Consecutive pieces of `text` of at most `size` (PIECE_CHARS) characters, each after the first
+    starting with the whitespace run it was cut before (a piece with no whitespace in its second half is
+    cut at `size`)."""
+    size = size or PIECE_CHARS
     start = 0
     while len(text) - start > size:
         end = start + size
