@@ -1,8 +1,9 @@
 """Texts to model inputs: tokenize each text once, join it with its label groups as token ids.
 
 Labels are never truncated: when a sequence is too long, the text is cut (``truncate``) or split into
-overlapping windows (``chunk``) and the labels kept. A tokenizer whose tokens depend on their
-neighbours (found by a probe at load) gets each row tokenized whole instead.
+overlapping windows (``chunk``; streamed for very long texts, :mod:`gliclass_pipelines.long_text`) and the
+labels kept. A row the tokenizer fails on (a Rust panic included) is a failed row. A tokenizer whose
+tokens depend on their neighbours (found by a probe at load) gets each row tokenized whole instead.
 """
 
 from __future__ import annotations

@@ -236,12 +236,10 @@ class Classifier:
         encoded = self._encode([texts[i] for i in firsts], unique_plans, long_text, chunk_overlap)
         logits = self._score(encoded.sequences, len(firsts), batch_tokens, max_batch_rows, stats)
         for slot in encoded.streamed:
-            text, plan = texts[firsts[slot]], unique_plans[slot]
             logits[slot], failure = self._score_stream(
-                text, plan, chunk_overlap, batch_tokens, max_batch_rows, stats
+                texts[firsts[slot]], unique_plans[slot], chunk_overlap, batch_tokens, max_batch_rows, stats
             )
-            if failure is not None:
-                encoded.failed[slot] = failure
+            encoded.failed.update({slot: failure} if failure else {})
         results: list[list[dict[str, Any]] | None] = [None] * len(texts)
         truncated = [False] * len(texts)
         for i, slot in enumerate(slots):
