@@ -165,7 +165,7 @@ class TextEncoder:
         kept = [i for i in range(len(texts)) if i not in skip]
         text_ids = self.text_ids([texts[i] for i in kept], [plans[i].prompt for i in kept], cap, failed)
         failed = {kept[i]: outcome for i, outcome in failed.items()}
-        encoded = Encoded([], [i in skip for i in range(len(texts))], {}, streamed)
+        encoded = Encoded([], [False] * len(texts), {}, streamed)
         for row, ids in zip(kept, text_ids):
             if row in failed:
                 encoded.failed[row] = failed[row]

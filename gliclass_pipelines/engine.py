@@ -236,7 +236,7 @@ class Classifier:
         encoded = self._encode([texts[i] for i in firsts], unique_plans, long_text, chunk_overlap)
         logits = self._score(encoded.sequences, len(firsts), batch_tokens, max_batch_rows, stats)
         for slot in encoded.streamed:
-            logits[slot], failure = self._score_stream(
+            logits[slot], failure, encoded.truncated[slot] = self._score_stream(
                 texts[firsts[slot]], unique_plans[slot], chunk_overlap, batch_tokens, max_batch_rows, stats
             )
             encoded.failed.update({slot: failure} if failure else {})
@@ -327,20 +327,21 @@ class Classifier:
         batch_tokens: int | None,
         max_batch_rows: int,
         stats: RunStats,
-    ) -> tuple[np.ndarray, RowOutcome | None]:
-        """One long text's logits, its windows made and scored a batch at a time; or why the tokenizer
-        failed on it."""
+    ) -> tuple[np.ndarray, RowOutcome | None, bool]:
+        """One long text's logits, its windows made and scored a batch at a time; why the tokenizer failed
+        on it (or None); and whether it was cut (into more than one window for a label group)."""
         logits = [np.full(len(plan.labels), -np.inf)]
-        windows = self.encoder.stream(0, text, plan, overlap)
+        windows, count = self.encoder.stream(0, text, plan, overlap), 0
         while True:
             try:
                 sequences = next(windows)
             except StopIteration:
-                return logits[0], None
+                return logits[0], None, count > len(plan.groups)
             except BaseException as exc:
                 if not is_tokenizer_failure(exc):
                     raise
-                return logits[0], tokenizer_failed(exc)
+                return logits[0], tokenizer_failed(exc), False
+            count += len(sequences)
             self._run_batches(logits, sequences, batch_tokens, max_batch_rows, stats)
 
     def _forward_resilient(self, batch: Batch, stats: RunStats) -> np.ndarray:

@@ -1,10 +1,11 @@
 """Long texts under ``long_text="chunk"``: overlapping windows, streamed for very long texts, and a cap.
 
 A text longer than :data:`STREAM_CHARS` is tokenized in pieces of about :data:`PIECE_CHARS` characters,
-each cut just before a run of whitespace, and its windows are handed on a few at a time, so memory is
-bounded by a piece and a window batch, not by the text. Cut there, the pieces' token ids join into the
-whole text's for tokenizers that split words at whitespace (WordPiece, byte-level BPE, SentencePiece's
-metaspace); shorter texts are tokenized whole, as before. A text longer than :func:`max_chunk_chars`
+each cut just before a space that ends a word, and its windows are handed on a few at a time, so memory
+is bounded by a piece and a window batch, not by the text. Cut there, the pieces' token ids join into the
+whole text's for tokenizers that split words at spaces (WordPiece, byte-level BPE, SentencePiece's
+metaspace, with or without a prefix space; a cut before a newline or a tab would give those last two an
+extra token); shorter texts are tokenized whole, as before. A text longer than :func:`max_chunk_chars`
 (``$GLICLASS_PIPELINES_MAX_CHUNK_CHARS``) is a failed row: its thousands of windows would hold a worker
 for many minutes. Standard library only.
 """
@@ -25,7 +26,8 @@ STREAM_CHARS = 100_000  # longer texts are tokenized in pieces and their windows
 PIECE_CHARS = 32_768
 WINDOW_BATCH = 64  # windows handed to the model at a time
 
-_WORD_END = re.compile(r"\S(?=\s)")
+_WORD_END = re.compile(r"\S(?= )")
+_WORD_END_ANY = re.compile(r"\S(?=\s)")
 
 
 def max_chunk_chars() -> int:
@@ -51,16 +53,24 @@ def chunk_problem(text: Any, long_text: str, limit: int) -> RowOutcome | None:
 
 def text_pieces(text: str, size: int | None = None) -> Iterator[str]:
     """Consecutive pieces of `text` of at most `size` (PIECE_CHARS) characters, each after the first
-    starting with the whitespace run it was cut before (a piece with no whitespace in its second half is
-    cut at `size`)."""
+    starting with the space it was cut before; where the second half of a piece has no word followed by
+    a space, with the other whitespace, and where it has none, at `size`."""
     size = size or PIECE_CHARS
     start = 0
     while len(text) - start > size:
         end = start + size
-        end = max((word.end() for word in _WORD_END.finditer(text, start + size // 2, end + 1)), default=end)
+        end = (
+            _last_word_end(text, start + size // 2, end, _WORD_END)
+            or _last_word_end(text, start + size // 2, end, _WORD_END_ANY)
+            or end
+        )
         yield text[start:end]
         start = end
     yield text[start:]
+
+
+def _last_word_end(text: str, begin: int, end: int, pattern: re.Pattern[str]) -> int | None:
+    return max((word.end() for word in pattern.finditer(text, begin, end + 1)), default=None)
 
 
 class Windows:

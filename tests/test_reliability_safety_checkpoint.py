@@ -337,10 +337,11 @@ def test_chunked_long_texts_stream_in_bounded_memory(tiny_checkpoint, reliabilit
 @case(
     INPUTS,
     "long_text='chunk' on texts past the streaming length (lowered to 10,000 characters, 4,096-character "
-    "pieces): uni-encoder prompt first and text first, a bi-encoder, and 30 labels in several label groups "
-    "at max_length 128",
-    "the same windows, and scores within 1e-6 of tokenizing each text whole (only the batches differ); "
-    "a text over GLICLASS_PIPELINES_MAX_CHUNK_CHARS is a failed row naming the variable",
+    "pieces): uni-encoder prompt first and text first, a bi-encoder, and 40 labels in several label groups "
+    "at max_length 128; a text of 12,000 characters that is mostly spaces",
+    "the same windows, the same truncated flags (the mostly blank text is not cut), and scores within "
+    "1e-6 of tokenizing each text whole (only the batches differ); a text over "
+    "GLICLASS_PIPELINES_MAX_CHUNK_CHARS is a failed row naming the variable",
 )
 @pytest.mark.parametrize(
     "variant, max_length, n_labels",
@@ -363,14 +364,14 @@ def test_streamed_windows_score_like_whole_texts(
     clf = Classifier.load(str(checkpoint_factory(**variant)), device="cpu", max_length=max_length)
     labels = [f"topic {i}" for i in range(n_labels)] or LABELS
     assert (len(clf.prepare(labels).groups) > 1) == bool(n_labels)
-    texts = [text, "a short text"]
+    texts = [text, "a short text", "few words" + " " * 12_000 + "in a long text"]
     whole = clf.run(texts, labels, long_text="chunk", return_all=True)
     monkeypatch.setattr(encoding, "STREAM_CHARS", 10_000)
     monkeypatch.setattr(long_text, "PIECE_CHARS", 4096)
     assert len(list(long_text.text_pieces(text))) > 3
     streamed = clf.run(texts, labels, long_text="chunk", return_all=True)
     assert streamed.stats.sequences == whole.stats.sequences
-    assert streamed.truncated == whole.truncated == [True, False]
+    assert streamed.truncated == whole.truncated == [True, False, False]
     for got, want in zip(streamed.results, whole.results):
         got, want = ({d["label"]: d["score"] for d in row} for row in (got, want))
         assert got.keys() == want.keys() and max(abs(got[k] - want[k]) for k in got) < 1e-6
@@ -378,34 +379,43 @@ def test_streamed_windows_score_like_whole_texts(
     monkeypatch.setenv(long_text.MAX_CHUNK_CHARS_ENV, str(len(text) - 1))
     out = clf.run(texts, labels, long_text="chunk")
     assert out.outcomes[0].code == "text_too_long" and long_text.MAX_CHUNK_CHARS_ENV in out.outcomes[0].reason
-    assert out.outcomes[1].is_ok and out.stats.failed == 1
+    assert out.outcomes[1].is_ok and out.outcomes[2].is_ok and out.stats.failed == 1
 
 
 def test_text_pieces_join_into_the_whole_texts_tokens():
-    """Cut before whitespace, the pieces' ids join into the whole text's for byte-level BPE and metaspace
-    Unigram tokenizers (the tiny checkpoints' WordPiece is covered by the scores test above)."""
+    """Cut before a space, the pieces' ids join into the whole text's for byte-level BPE (with and without
+    a prefix space) and metaspace Unigram tokenizers, also where lines end in newlines (a cut before the
+    newline would give the last two an extra token); the tiny checkpoints' WordPiece is covered by the
+    scores test above."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
     from gliclass_pipelines.long_text import text_pieces
     from gliclass_pipelines.tiny_tokenizer import CORPUS
 
-    byte_level = Tokenizer(models.BPE())
-    byte_level.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    byte_level.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=800, initial_alphabet=alphabet))
+    tokenizers = []
+    for prefix_space in (False, True):
+        byte_level = Tokenizer(models.BPE())
+        byte_level.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix_space)
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+        byte_level.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=800, initial_alphabet=alphabet))
+        tokenizers.append(byte_level)
     unigram = Tokenizer(models.Unigram())
     unigram.normalizer = normalizers.NFKC()
     unigram.pre_tokenizer = pre_tokenizers.Metaspace()
     unigram.train_from_iterator(
         CORPUS, trainers.UnigramTrainer(vocab_size=600, unk_token="<unk>", special_tokens=["<unk>"])
     )
-    text = "  ".join(CORPUS) * 5 + "\n\n  tabs\tand   spaces " * 50
+    tokenizers.append(unigram)
+    lines = ("a line of words\n" * 20 + "word " + "line\n" * 50) * 20  # more newlines than spaces
+    text = "  ".join(CORPUS) * 5 + "\n\n  tabs\tand   spaces " * 50 + lines
     unbroken = list(text_pieces("x" * 2500, 1000))  # no whitespace: cut at the size
     assert [len(p) for p in unbroken] == [1000, 1000, 500]
-    for tokenizer in (byte_level, unigram):
+    assert {p[0] for p in list(text_pieces("cell\t" * 500, 1000))[1:]} == {"\t"}  # no space: other whitespace
+    pieces = list(text_pieces(text, 1000))
+    assert "".join(pieces) == text and max(map(len, pieces)) <= 1000
+    assert {p[0] for p in pieces[1:]} == {" "}
+    for tokenizer in tokenizers:
         whole = tokenizer.encode(text, add_special_tokens=False).ids
-        pieces = list(text_pieces(text, 1000))
-        assert "".join(pieces) == text and max(map(len, pieces)) <= 1000
         assert [i for p in pieces for i in tokenizer.encode(p, add_special_tokens=False).ids] == whole
 
 
