@@ -68,11 +68,12 @@ def _embedding_rows(encoder: Any) -> int:
 def check_weights_report(model: Any, report: dict[str, Any], name: str) -> None:
     """Refuse weights that lack a key the model needs (tied copies aside) or hold keys it has no place for."""
     missing = _untied(model, set(report.get("missing_keys") or ()))
+    unexpected = set(report.get("unexpected_keys") or ()) - _computed_buffers(model)
     problems = [
         (what, sorted(str(k) for k in keys))
         for what, keys in (
             ("missing", missing),
-            ("unexpected", report.get("unexpected_keys") or ()),
+            ("unexpected", unexpected),
             ("of the wrong shape", report.get("mismatched_keys") or ()),
         )
         if keys
@@ -97,6 +98,13 @@ def _untied(model: Any, missing: set[str]) -> set[str]:
     state = model.state_dict(keep_vars=True)
     loaded = {t.data_ptr() for k, t in state.items() if k not in missing and t.numel()}
     return {k for k in missing if k not in state or not state[k].numel() or state[k].data_ptr() not in loaded}
+
+
+def _computed_buffers(model: Any) -> set[str]:
+    """The model's non-persistent buffers (position_ids, token_type_ids...): it computes them and never reads
+    them from the weights, which older transformers versions saved them in."""
+    saved = set(model.state_dict(keep_vars=True))
+    return {name for name, _ in model.named_buffers() if name not in saved}
 
 
 def _some(keys: list[str]) -> str:

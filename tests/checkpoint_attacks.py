@@ -43,6 +43,23 @@ def add_a_tensor(tensors: dict[str, Any]) -> dict[str, Any]:
     return {**tensors, "model.extra_head.weight": torch.zeros(4, 4)}
 
 
+def as_older_transformers_saved(tensors: dict[str, Any]) -> dict[str, Any]:
+    """A BERT checkpoint as older transformers versions wrote it: LayerNorm.gamma / beta for weight / bias,
+    and the embeddings' position_ids and token_type_ids buffers saved with the weights."""
+    import torch
+
+    renamed = {
+        name.replace("LayerNorm.weight", "LayerNorm.gamma").replace(
+            "LayerNorm.bias", "LayerNorm.beta"
+        ): tensor
+        for name, tensor in tensors.items()
+    }
+    embeddings = "model.encoder_model.embeddings."
+    renamed[embeddings + "position_ids"] = torch.arange(512)[None]
+    renamed[embeddings + "token_type_ids"] = torch.zeros(1, 512, dtype=torch.long)
+    return renamed
+
+
 def remove_marker(path: Path, marker: str) -> None:
     """Take a marker token out of tokenizer.json and tokenizer_config.json (which would re-add it)."""
 

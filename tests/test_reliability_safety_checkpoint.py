@@ -113,9 +113,10 @@ def test_weights_that_do_not_match_the_model_are_refused(tiny_checkpoint, tmp_pa
 @case(
     ATTACKS,
     "weights legitimately absent or extra: a DeBERTa checkpoint carrying a position_embeddings tensor "
-    "(the reference's _keys_to_ignore_on_load_unexpected), a sharded checkpoint (an index and several "
-    "shards), and a missing key whose tensor is tied to one that was loaded",
-    "the first two load and score exactly like the plain checkpoint; the tied key is not reported",
+    "(the reference's _keys_to_ignore_on_load_unexpected), a BERT one as older transformers saved it "
+    "(LayerNorm gamma / beta, the position_ids and token_type_ids buffers saved), a sharded checkpoint (an "
+    "index and several shards), and a missing key whose tensor is tied to one that was loaded",
+    "the first three load and score exactly like the plain checkpoint; the tied key is not reported",
 )
 def test_legitimately_absent_or_extra_weights_still_load(checkpoint_factory, tmp_path):
     import torch
@@ -132,6 +133,12 @@ def test_legitimately_absent_or_extra_weights_still_load(checkpoint_factory, tmp
     from gliclass import GLiClassModel
 
     tiny = checkpoint_factory()
+    older = attacks.copy_checkpoint(tiny, tmp_path, "older-transformers")
+    attacks.rewrite_weights(older, attacks.as_older_transformers_saved)
+    assert scores(Classifier.load(str(older), device="cpu")) == scores(
+        Classifier.load(str(tiny), device="cpu")
+    )
+
     sharded = tmp_path / "sharded"
     model = GLiClassModel.from_pretrained(str(tiny))
     model.save_pretrained(sharded, max_shard_size="80KB")
