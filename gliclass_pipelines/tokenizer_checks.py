@@ -2,15 +2,16 @@
 
 Before loading, the tokenizer files may hold at most :data:`BASE_BYTES` plus :data:`BYTES_PER_ROW` per row
 of the embedding matrix the config declares (real tokenizers need under 150 bytes a row), so a vocabulary
-of millions of entries is refused before it is parsed. After loading: every id the tokenizer can give fits
-the embedding matrix; a uni-encoder's ``<<LABEL>>`` and ``<<SEP>>`` (and, when the model reads them for
-its segment embeddings, ``<<EXAMPLE>>``) are single tokens whose ids are the config's indices; and the
-tokenizer gets through :data:`PROBE_TEXTS` (long runs that make a backtracking pre-tokenizer regex panic
-or crawl) within :data:`PROBE_SECONDS`.
+of millions of entries is refused before it is parsed, and tokenizer.json's ids (read as JSON) must fit
+that matrix. After loading: every id the tokenizer can give fits the embedding matrix; a uni-encoder's
+``<<LABEL>>`` and ``<<SEP>>`` (and, when the model reads them for its segment embeddings, ``<<EXAMPLE>>``)
+are single tokens whose ids are the config's indices; and the tokenizer gets through :data:`PROBE_TEXTS`
+(long runs that make a backtracking pre-tokenizer regex panic or crawl) within :data:`PROBE_SECONDS`.
 """
 
 from __future__ import annotations
 
+import json
 import string
 import threading
 from pathlib import Path
@@ -57,12 +58,26 @@ def check_tokenizer_files(directory: Path, rows: int | None, name: str) -> None:
             f"can need ({BASE_BYTES:,} + {BYTES_PER_ROW} per row). The tokenizer does not belong to these "
             "weights (or the config's vocab_size is wrong): copy the checkpoint again."
         )
+    if "tokenizer.json" in sizes:
+        _check_ids(_file_vocabulary(directory / "tokenizer.json"), rows, name, "tokenizer.json")
 
 
-def check_tokenizer(tokenizer: Any, rows: int, name: str, role: str = "tokenizer") -> None:
-    """Refuse a loaded tokenizer that gives ids past `rows`, or fails or crawls on the probe texts."""
-    vocabulary = tokenizer.get_vocab()
-    top = max(max(vocabulary.values(), default=0), len(tokenizer) - 1)
+def _file_vocabulary(path: Path) -> dict[str, int]:
+    """The token ids tokenizer.json gives (its model's vocabulary and its added tokens), read as JSON
+    without building the tokenizer; empty if it is not laid out as expected (loading it then reports)."""
+    try:
+        data = json.loads(path.read_bytes())
+        vocab, added = data["model"].get("vocab") or {}, data.get("added_tokens") or []
+        ids = dict(vocab) if isinstance(vocab, dict) else {str(e[0]): i for i, e in enumerate(vocab)}
+        ids.update((str(t["content"]), t["id"]) for t in added)
+    except (OSError, ValueError, RecursionError, LookupError, TypeError, AttributeError):
+        return {}
+    return {token: i for token, i in ids.items() if isinstance(i, int) and not isinstance(i, bool)}
+
+
+def _check_ids(vocabulary: dict[str, int], rows: int, name: str, role: str, top: int = 0) -> None:
+    """Refuse a vocabulary (or a highest id, `top`) past the `rows` of the embedding matrix."""
+    top = max(max(vocabulary.values(), default=0), top)
     if top >= rows:
         over = sorted(((i, w) for w, i in vocabulary.items() if i >= rows), reverse=True)
         example = f" ({over[0][1]!r} is token {over[0][0]:,}; {len(over):,} past the end)" if over else ""
@@ -71,6 +86,11 @@ def check_tokenizer(tokenizer: Any, rows: int, name: str, role: str = "tokenizer
             "the model's embedding matrix, so scoring would fail or read the wrong rows. The tokenizer does "
             "not belong to these weights: copy the checkpoint again."
         )
+
+
+def check_tokenizer(tokenizer: Any, rows: int, name: str, role: str = "tokenizer") -> None:
+    """Refuse a loaded tokenizer that gives ids past `rows`, or fails or crawls on the probe texts."""
+    _check_ids(tokenizer.get_vocab(), rows, name, role, len(tokenizer) - 1)
     ids = _probe(tokenizer, name, role)
     top = max((i for row in ids for i in row), default=0)
     if top >= rows:

@@ -453,10 +453,28 @@ def test_tokenizer_files_larger_than_the_vocabulary_are_refused(tiny_checkpoint,
     ATTACKS,
     "tokenizer.json with 2,000 extra entries (small enough to pass the size cap) that renumber "
     "<<LABEL>> to 3,500, past the 1,503 embedding rows",
-    "ModelLoadError: token ids up to 3,502 past the 1,503 rows of the embedding matrix",
+    "ModelLoadError before the tokenizer is built (tokenizer.json read as JSON): token ids up to 3,502 "
+    "past the 1,503 rows of the embedding matrix; the loaded tokenizer's own check says the same",
 )
-def test_a_vocabulary_past_the_embedding_matrix_is_refused(tiny_checkpoint, tmp_path):
+def test_a_vocabulary_past_the_embedding_matrix_is_refused(tiny_checkpoint, tmp_path, monkeypatch):
+    import transformers
+    from transformers import AutoTokenizer
+
+    from gliclass_pipelines.tokenizer_checks import check_tokenizer
+
     path = attacks.copy_checkpoint(tiny_checkpoint, tmp_path, "renumbered")
     attacks.huge_vocabulary(path, 2000)
-    with pytest.raises(ModelLoadError, match="token ids up to 3,502 .* past the 1,503 rows"):
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    with pytest.raises(
+        ModelLoadError, match="its tokenizer gives token ids up to 3,502 .* past the 1,503 rows"
+    ):
+        check_tokenizer(tokenizer, 1503, "renumbered")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the tokenizer was built")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", never)
+    with pytest.raises(
+        ModelLoadError, match="tokenizer.json gives token ids up to 3,502 .* past the 1,503 rows"
+    ):
         Classifier.load(str(path), device="cpu")
