@@ -173,12 +173,15 @@ def load_checkpoint(directory: Path, spec: str) -> tuple[Any, Any, Any]:
     from gliclass import GLiClassModel
     from transformers import AutoTokenizer
 
+    from gliclass_pipelines.checkpoint_checks import check_before_loading, check_loaded
+
     config = check_checkpoint_dir(directory, spec)
     name = shorten(spec)
     with _quiet_transformers():
+        check_before_loading(directory, config, name)
         try:
-            model = GLiClassModel.from_pretrained(
-                str(directory), trust_remote_code=False, use_safetensors=True
+            model, report = GLiClassModel.from_pretrained(
+                str(directory), trust_remote_code=False, use_safetensors=True, output_loading_info=True
             )
         except Exception as exc:
             raise ModelLoadError(_weights_message(directory, name, exc)) from exc
@@ -191,6 +194,7 @@ def load_checkpoint(directory: Path, spec: str) -> tuple[Any, Any, Any]:
         label_tokenizer = None
         if config.get("architecture_type") == "bi-encoder":
             label_tokenizer = _label_tokenizer(config.get("label_model_name"), directory, name)
+        check_loaded(model, report, tokenizer, label_tokenizer, name)
     return model, tokenizer, label_tokenizer
 
 

@@ -1,18 +1,19 @@
 """Texts to model inputs: tokenize each text once, join it with its label groups as token ids.
 
 Labels are never truncated: when a sequence is too long, the text is cut (``truncate``) or split into
-overlapping windows (``chunk``) and the labels kept. A tokenizer whose tokens depend on their
-neighbours (found by a probe at load) gets each row tokenized whole instead.
+overlapping windows (``chunk``; streamed for very long texts, :mod:`gliclass_pipelines.long_text`) and the
+labels kept. A row the tokenizer fails on (a Rust panic included) is a failed row. A tokenizer whose
+tokens depend on their neighbours (found by a probe at load) gets each row tokenized whole instead.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.errors import ConfigError, ModelLoadError
 from gliclass_pipelines.labels_plan import (
     LabelGroup,
     LabelPlan,
@@ -20,7 +21,9 @@ from gliclass_pipelines.labels_plan import (
     label_groups,
     reference_string,
 )
+from gliclass_pipelines.long_text import STREAM_CHARS, WINDOW_BATCH, Windows, text_pieces, windows_of
 from gliclass_pipelines.outcomes import RowOutcome
+from gliclass_pipelines.redaction import shorten
 from gliclass_pipelines.taxonomy import SEP_MARK, Example
 
 logger = logging.getLogger(__name__)
@@ -85,6 +88,29 @@ class EncodedSequence:
     ids: list[int]
 
 
+@dataclass
+class Encoded:
+    """What encoding some texts gave: their sequences, which texts were cut, which the tokenizer failed
+    on (row -> outcome), and which are long enough to stream (:meth:`TextEncoder.stream`)."""
+
+    sequences: list[EncodedSequence]
+    truncated: list[bool]
+    failed: dict[int, RowOutcome] = field(default_factory=dict)
+    streamed: list[int] = field(default_factory=list)
+
+
+def is_tokenizer_failure(exc: BaseException) -> bool:
+    """Whether a tokenizer call failed on its input: any Exception, or a panic in the Rust tokenizers
+    (pyo3's PanicException derives from BaseException), never an interrupt or an exit."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
+def tokenizer_failed(exc: BaseException) -> RowOutcome:
+    return RowOutcome.failed(
+        f"the tokenizer failed on this text: {type(exc).__name__}: {shorten(exc)}", "tokenizer"
+    )
+
+
 class TextEncoder:
     """Token ids for one model's tokenizer and input layout (uni- or bi-encoder, prompt first or not)."""
 
@@ -112,57 +138,140 @@ class TextEncoder:
             labels,
             prompt,
             examples,
-            self.tokens_many,
+            self._label_tokens,
             room=room,
             max_length=self.max_length,
             prompt_first=self.prompt_first,
         )
 
-    def encode(
-        self, texts: list[str], plans: list[LabelPlan], long_text: str, overlap: int
-    ) -> tuple[list[EncodedSequence], list[bool]]:
-        """One sequence per (text, label group), or per window of a long text; and which texts were cut."""
-        fixed = len(self.prefix) + len(self.suffix)
+    def _label_tokens(self, texts: list[str]) -> list[list[int]]:
+        try:
+            return self.tokens_many(texts)
+        except BaseException as exc:
+            if not is_tokenizer_failure(exc):
+                raise
+            raise ConfigError(
+                f"the model's tokenizer failed on the labels, prompt or examples: {type(exc).__name__}: "
+                f"{shorten(exc)}"
+            ) from exc
+
+    def encode(self, texts: list[str], plans: list[LabelPlan], long_text: str, overlap: int) -> Encoded:
+        """One sequence per (text, label group), or per window of a long text, except for the texts
+        long enough to stream (``chunk``: windows from :meth:`stream`) and those the tokenizer fails on."""
+        streamed = [i for i, t in enumerate(texts) if long_text == "chunk" and len(t) > STREAM_CHARS]
+        skip = set(streamed)
         cap = self.max_length if long_text == "truncate" else None
-        text_ids = self.text_ids(texts, [plan.prompt for plan in plans], cap)
-        sequences: list[EncodedSequence] = []
-        truncated = [False] * len(texts)
-        for row, (ids, plan) in enumerate(zip(text_ids, plans)):
-            for group in plan.groups:
-                budget = self.max_length - fixed - len(group.head) - len(group.tail)
-                if self.joint_tokenization and len(ids) <= budget:
-                    windows = [None]
-                elif len(ids) <= budget:
-                    windows = [ids]
-                else:
-                    truncated[row] = True
-                    windows = [ids[:budget]] if long_text == "truncate" else windows_of(ids, budget, overlap)
-                for window in windows:
-                    full = (
-                        self._joint_ids(texts[row], plan, group)
-                        if window is None
-                        else [*self.prefix, *group.head, *window, *group.tail, *self.suffix]
-                    )
-                    sequences.append(EncodedSequence(row, plan, group, full))
+        failed: dict[int, RowOutcome] = {}
+        kept = [i for i in range(len(texts)) if i not in skip]
+        text_ids = self.text_ids([texts[i] for i in kept], [plans[i].prompt for i in kept], cap, failed)
+        failed = {kept[i]: outcome for i, outcome in failed.items()}
+        encoded = Encoded([], [False] * len(texts), {}, streamed)
+        for row, ids in zip(kept, text_ids):
+            if row in failed:
+                encoded.failed[row] = failed[row]
+                continue
+            try:
+                sequences, encoded.truncated[row] = self._row_sequences(
+                    row, texts[row], ids, plans[row], long_text, overlap
+                )
+            except BaseException as exc:
+                if not is_tokenizer_failure(exc):
+                    raise
+                encoded.failed[row] = tokenizer_failed(exc)
+                continue
+            encoded.sequences.extend(sequences)
+        return encoded
+
+    def _row_sequences(
+        self, row: int, text: str, ids: list[int], plan: LabelPlan, long_text: str, overlap: int
+    ) -> tuple[list[EncodedSequence], bool]:
+        sequences, truncated = [], False
+        for group in plan.groups:
+            budget = self._budget(group)
+            if self.joint_tokenization and len(ids) <= budget:
+                sequences.append(EncodedSequence(row, plan, group, self._joint_ids(text, plan, group)))
+                continue
+            if len(ids) <= budget:
+                windows = [ids]
+            else:
+                truncated = True
+                windows = [ids[:budget]] if long_text == "truncate" else windows_of(ids, budget, overlap)
+            sequences.extend(EncodedSequence(row, plan, group, self._wrap(group, w)) for w in windows)
         return sequences, truncated
 
-    def text_ids(self, texts: list[str], prompts: list[str], cap: int | None) -> list[list[int]]:
+    def stream(self, row: int, text: str, plan: LabelPlan, overlap: int) -> Iterator[list[EncodedSequence]]:
+        """The chunk windows of one long text, a batch at a time, tokenized a piece at a time: the same
+        windows as :meth:`encode` gives when the pieces' ids join into the whole text's. Raises what the
+        tokenizer raises."""
+        windows = [(group, Windows(self._budget(group), overlap)) for group in plan.groups]
+        pending: list[EncodedSequence] = []
+        for first, piece in enumerate(text_pieces(text)):
+            if first == 0:
+                ids = self.text_ids([piece], [plan.prompt], None)[0]
+            else:
+                ids = self.tokens_many([piece])[0]
+            for group, group_windows in windows:
+                pending.extend(
+                    EncodedSequence(row, plan, group, self._wrap(group, w)) for w in group_windows.feed(ids)
+                )
+            if len(pending) >= WINDOW_BATCH:
+                yield pending
+                pending = []
+        pending.extend(EncodedSequence(row, plan, g, self._wrap(g, w.finish())) for g, w in windows)
+        yield pending
+
+    def _budget(self, group: LabelGroup) -> int:
+        """The most text tokens one sequence with this label group holds."""
+        return self.max_length - len(self.prefix) - len(self.suffix) - len(group.head) - len(group.tail)
+
+    def _wrap(self, group: LabelGroup, window: list[int]) -> list[int]:
+        return [*self.prefix, *group.head, *window, *group.tail, *self.suffix]
+
+    def text_ids(
+        self,
+        texts: list[str],
+        prompts: list[str],
+        cap: int | None,
+        failed: dict[int, RowOutcome] | None = None,
+    ) -> list[list[int]]:
         """Token ids of each text in its place in the sequence (without labels and special tokens).
 
         With a cap (truncate policy), very long strings are cut by characters before tokenizing, and
-        tokenized whole only if the cut leaves too few tokens to be sure of the first `cap`.
+        tokenized whole only if the cut leaves too few tokens to be sure of the first `cap`. With
+        `failed`, a text the tokenizer fails on gets no ids and its outcome there; without, it raises.
         """
         strings = self._text_strings(texts, prompts)
         limit = None if cap is None else max(4096, cap * 64)
         if limit is not None:
             strings = [s[:limit] if len(s) > limit else s for s in strings]
-        ids = self.tokens_many(strings)
+        ids = self._tokens_rows(strings, failed)
         if limit is not None:
             for i, text in enumerate(texts):
-                if len(text) > limit and len(ids[i]) <= cap + 32:
-                    ids[i] = self.tokens_many(self._text_strings([text], [prompts[i]]))[0]
+                if len(text) > limit and len(ids[i]) <= cap + 32 and i not in (failed or {}):
+                    again: dict[int, RowOutcome] | None = None if failed is None else {}
+                    ids[i] = self._tokens_rows(self._text_strings([text], [prompts[i]]), again)[0]
+                    if again:
+                        failed[i] = again[0]
         if self.architecture == "uni-encoder" and self.prompt_first:
             ids = [row[1:] for row in ids]
+        return ids
+
+    def _tokens_rows(self, strings: list[str], failed: dict[int, RowOutcome] | None) -> list[list[int]]:
+        """tokens_many; if it fails and `failed` is given, each string alone, recording those that fail."""
+        try:
+            return self.tokens_many(strings)
+        except BaseException as exc:
+            if failed is None or not is_tokenizer_failure(exc):
+                raise
+        ids: list[list[int]] = []
+        for i, string in enumerate(strings):
+            try:
+                ids.append(self.tokens_many([string])[0])
+            except BaseException as exc:
+                if not is_tokenizer_failure(exc):
+                    raise
+                failed[i] = tokenizer_failed(exc)
+                ids.append([])
         return ids
 
     def _text_strings(self, texts: list[str], prompts: list[str]) -> list[str]:
@@ -191,20 +300,16 @@ class TextEncoder:
         return joined == list(whole["input_ids"])
 
 
-def windows_of(ids: list[int], size: int, overlap: int) -> list[list[int]]:
-    """Windows of `size` tokens covering `ids`, each overlapping the previous by up to `overlap`."""
-    step = max(1, size - min(overlap, size // 2))
-    windows, start = [], 0
-    while True:
-        windows.append(ids[start : start + size])
-        if start + size >= len(ids):
-            return windows
-        start += step
-
-
 def special_affixes(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The special token ids the tokenizer puts before and after a single sequence."""
-    marker = tokenizer.convert_tokens_to_ids(SEP_MARK)
-    ids = tokenizer(SEP_MARK)["input_ids"]
-    at = ids.index(marker)
-    return tuple(ids[:at]), tuple(ids[at + 1 :])
+    """The special token ids the tokenizer puts before and after a single sequence (found around the
+    <<SEP>> marker, or around a plain word where the marker is not one token: a bi-encoder needs none)."""
+    probe = SEP_MARK
+    inner = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    if len(inner) != 1:
+        probe = "a"
+        inner = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    ids = list(tokenizer(probe)["input_ids"])
+    for at in range(len(ids) - len(inner) + 1):
+        if ids[at : at + len(inner)] == inner:
+            return tuple(ids[:at]), tuple(ids[at + len(inner) :])
+    raise ModelLoadError(f"the tokenizer does not keep the ids of {probe!r} when it adds its special tokens")

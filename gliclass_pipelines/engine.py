@@ -24,13 +24,16 @@ from gliclass_pipelines.checks import check_positive_int, check_threshold
 from gliclass_pipelines.encoding import (
     DEFAULT_MAX_LENGTH,
     LONG_TEXT_POLICIES,
+    Encoded,
     EncodedSequence,
     TextEncoder,
     check_max_length,
     estimate_label_tokens,
     estimate_tokens,
+    is_tokenizer_failure,
     text_problem,
     text_token_cap,
+    tokenizer_failed,
 )
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.forward import Batch, ModelForward, collate, masked_pool, max_positions
@@ -44,6 +47,7 @@ from gliclass_pipelines.labels_plan import (
     reference_string,
 )
 from gliclass_pipelines.loading import REGISTRY, ModelSource, load_checkpoint, resolve_device, resolve_dtype
+from gliclass_pipelines.long_text import chunk_problem, max_chunk_chars
 from gliclass_pipelines.outcomes import Output, RowOutcome, RunStats
 from gliclass_pipelines.postprocess import combine, empty_logits, predictions
 from gliclass_pipelines.quantize import check_precision, precision_device, quantize
@@ -219,7 +223,8 @@ class Classifier:
         if row_labels is not None:
             labels, per_row = labels_for_rows(row_labels, labels), True
         per_row = is_per_row(labels) if per_row is None else per_row
-        problems = [text_problem(text) for text in texts]
+        limit = max_chunk_chars()
+        problems = [text_problem(text) or chunk_problem(text, long_text, limit) for text in texts]
         if per_row:
             plans = self.planner.row_plans(labels, problems, threshold, prompt, examples)
         else:
@@ -229,16 +234,21 @@ class Classifier:
         firsts, slots = deduplicate(keys)
         stats.duplicates = len(texts) - len(firsts) - sum(p is not None for p in problems)
         unique_plans = [plans[i] for i in firsts]
-        sequences, truncated_unique = self._encode(
-            [texts[i] for i in firsts], unique_plans, long_text, chunk_overlap
-        )
-        logits = self._score(sequences, len(firsts), batch_tokens, max_batch_rows, stats)
+        encoded = self._encode([texts[i] for i in firsts], unique_plans, long_text, chunk_overlap)
+        logits = self._score(encoded.sequences, len(firsts), batch_tokens, max_batch_rows, stats)
+        for slot in encoded.streamed:
+            logits[slot], failure, encoded.truncated[slot] = self._score_stream(
+                texts[firsts[slot]], unique_plans[slot], chunk_overlap, batch_tokens, max_batch_rows, stats
+            )
+            encoded.failed.update({slot: failure} if failure else {})
         results: list[list[dict[str, Any]] | None] = [None] * len(texts)
         truncated = [False] * len(texts)
         for i, slot in enumerate(slots):
-            if slot is not None:
+            if slot is not None and slot in encoded.failed:
+                problems[i] = encoded.failed[slot]
+            elif slot is not None:
                 results[i] = predictions(plans[i], logits[slot], multi_label, return_all)
-                truncated[i] = truncated_unique[slot]
+                truncated[i] = encoded.truncated[slot]
         outcomes = [RowOutcome.ok() if p is None else p for p in problems]
         for outcome, cut in zip(outcomes, truncated):
             stats.count(outcome, cut)
@@ -257,8 +267,8 @@ class Classifier:
     ) -> list[Batch]:
         """The batches :meth:`run` would forward for these (non-null) texts: for benchmarks and tools."""
         plan = self.prepare(labels)
-        sequences, _ = self._encode(list(texts), [plan] * len(texts), "truncate", 0)
-        return self.plan_batches(sequences, batch_tokens, max_batch_rows)
+        encoded = self._encode(list(texts), [plan] * len(texts), "truncate", 0)
+        return self.plan_batches(encoded.sequences, batch_tokens, max_batch_rows)
 
     @property
     def default_batch_tokens(self) -> int:
@@ -271,9 +281,7 @@ class Classifier:
     # ------------------------------------------------------------------------------------------------
     # The stages
 
-    def _encode(
-        self, texts: list[str], plans: list[LabelPlan], long_text: str, overlap: int
-    ) -> tuple[list[EncodedSequence], list[bool]]:
+    def _encode(self, texts: list[str], plans: list[LabelPlan], long_text: str, overlap: int) -> Encoded:
         return self.encoder.encode(texts, plans, long_text, overlap)
 
     def plan_batches(
@@ -294,13 +302,48 @@ class Classifier:
     ) -> list[np.ndarray]:
         """Run every sequence and combine each row's logits."""
         logits = empty_logits(sequences, n_rows)
+        self._run_batches(logits, sequences, batch_tokens, max_batch_rows, stats)
+        return logits
+
+    def _run_batches(
+        self,
+        logits: list[np.ndarray],
+        sequences: list[EncodedSequence],
+        batch_tokens: int | None,
+        max_batch_rows: int,
+        stats: RunStats,
+    ) -> None:
         for batch in self.plan_batches(sequences, batch_tokens, max_batch_rows):
             stats.batches += 1
             stats.sequences += len(batch.sequences)
             stats.real_tokens += batch.real_tokens
             stats.padded_tokens += batch.padded_tokens
             combine(logits, batch.sequences, self._forward_resilient(batch, stats))
-        return logits
+
+    def _score_stream(
+        self,
+        text: str,
+        plan: LabelPlan,
+        overlap: int,
+        batch_tokens: int | None,
+        max_batch_rows: int,
+        stats: RunStats,
+    ) -> tuple[np.ndarray, RowOutcome | None, bool]:
+        """One long text's logits, its windows made and scored a batch at a time; why the tokenizer failed
+        on it (or None); and whether it was cut (into more than one window for a label group)."""
+        logits = [np.full(len(plan.labels), -np.inf)]
+        windows, count = self.encoder.stream(0, text, plan, overlap), 0
+        while True:
+            try:
+                sequences = next(windows)
+            except StopIteration:
+                return logits[0], None, count > len(plan.groups)
+            except BaseException as exc:
+                if not is_tokenizer_failure(exc):
+                    raise
+                return logits[0], tokenizer_failed(exc), False
+            count += len(sequences)
+            self._run_batches(logits, sequences, batch_tokens, max_batch_rows, stats)
 
     def _forward_resilient(self, batch: Batch, stats: RunStats) -> np.ndarray:
         """Forward a batch; on CUDA out-of-memory, halve it and retry (the results are identical)."""

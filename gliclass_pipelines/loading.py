@@ -4,7 +4,8 @@ A model source is a Hub id with an optional revision (``org/name@rev``), a local
 remote URI of any fsspec protocol (``gs://``, ``s3://``, ``hdfs://``, ``memory://`` ...); remote ones
 are copied into a local cache keyed on their version (:mod:`gliclass_pipelines.model_cache`). Every
 checkpoint is checked before it is loaded and never runs its own code
-(:mod:`gliclass_pipelines.checkpoint`); loaded models live in a bounded per-process registry
+(:mod:`gliclass_pipelines.checkpoint`), and its weights, config and tokenizer must belong together
+(:mod:`gliclass_pipelines.checkpoint_checks`); loaded models live in a bounded per-process registry
 (:mod:`gliclass_pipelines.registry`). Every message that names a source passes it through
 :func:`gliclass_pipelines.redaction.redact`.
 """
