@@ -114,6 +114,7 @@ class Classifier:
             architecture=self.architecture,
             prompt_first=self.prompt_first,
             max_length=self.max_length,
+            label_slots=self.forward_pass.label_slots,
         )
         self.prefix, self.suffix = self.encoder.prefix, self.encoder.suffix
         self.planner = LabelPlanner(self.encoder, bi_encoder=self.architecture == "bi-encoder")

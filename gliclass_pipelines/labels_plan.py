@@ -82,8 +82,10 @@ def label_groups(
     room: int,
     max_length: int,
     prompt_first: bool,
+    max_labels: int | None = None,
 ) -> list[LabelGroup]:
-    """Split the labels into groups whose label tokens (with prompt and examples) fit in `room`."""
+    """Split the labels into groups whose label tokens (with prompt and examples) fit in `room`, of at
+    most `max_labels` labels each (the model's label slots, when it allocates a fixed number)."""
 
     def ids(text: str) -> list[int]:
         return tokenize([text])[0] if text else []
@@ -98,7 +100,7 @@ def label_groups(
     sizes = [len(x) for x in tokenize([f"{LABEL_MARK}{label}" for label in labels])]
     groups, start, used = [], 0, fixed
     for i, size in enumerate(sizes):
-        if used + size > room and i > start:
+        if (used + size > room or i - start == max_labels) and i > start:
             groups.append(group(labels[start:i], start))
             start, used = i, fixed
         used += size
