@@ -179,8 +179,10 @@ def score(
     return scorer(text, classes, text_mask=text_mask)
 
 
-def hopfield_scores(scorer: Any, text: torch.Tensor, classes: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-    """gliclass's HopfieldScorer, with its own weights, and the softmax over labels taken over `slots` only."""
+def hopfield_scores(
+    scorer: Any, text: torch.Tensor, classes: torch.Tensor, slots: torch.Tensor
+) -> torch.Tensor:
+    """gliclass's HopfieldScorer with its own weights, its softmax over labels taken over `slots` only."""
     keys = scorer.k_proj(text.unsqueeze(1))  # (batch, 1, dim)
     values = scorer.v_proj(text.unsqueeze(1))
     outside = ~slots.unsqueeze(-1)

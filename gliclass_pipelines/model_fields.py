@@ -104,7 +104,9 @@ CONFIG_FIELDS: dict[str, FieldUse] = {
         "dynamic",
     ),
     "contrastive_loss_coef": _t("the loss", 0),
-    "architecture_type": _h("one of the supported architectures (checkpoint.SUPPORTED_ARCHITECTURES)"),
+    "architecture_type": _h(
+        "one of the supported architectures (checkpoint.SUPPORTED_ARCHITECTURES)", "uni-encoder"
+    ),
     "prompt_first": _h("the input layout: labels before or after the text", False),
     "squeeze_layers": FieldUse(
         REFUSED,
@@ -132,7 +134,10 @@ CONFIG_FIELDS: dict[str, FieldUse] = {
     "multimodal": FieldUse(REFUSED, "images and audio (decoder-kv media encoders) are not supported", False),
     "freeze_media_encoders": _t("training of the decoder-kv media encoders", True),
     "use_embedding_projection": _o(),
-    "sep_token_index": _o(),  # not a constructor argument: decoder-kv configs carry it in **kwargs
+    # not constructor arguments: set from others, or carried in **kwargs
+    "encoder_model_name": _h("loading: set from encoder_model"),
+    "pad_token_id": _h("set from the encoder config; the tokenizer's pad id pads the batches"),
+    "sep_token_index": _o(),
 }
 
 
@@ -144,7 +149,9 @@ def field_problems(config: Mapping[str, Any]) -> list[str]:
         for name, use in CONFIG_FIELDS.items()
         if use.status == REFUSED and config.get(name)
     ]
-    allocation = check_allocation(config.get("max_labels_alloc", "dynamic"), config.get("max_num_classes", 25))
+    allocation = check_allocation(
+        config.get("max_labels_alloc", "dynamic"), config.get("max_num_classes", 25)
+    )
     if allocation is not None:
         problems.append(allocation)
     return problems
@@ -154,7 +161,7 @@ def check_allocation(value: Any, max_num_classes: Any) -> str | None:
     """Why a max_labels_alloc (with its max_num_classes) cannot be run exactly, or None when it can."""
     if value == "fixed":
         if not _positive_int(max_num_classes):
-            return f"max_labels_alloc='fixed' with max_num_classes={max_num_classes!r} (not a positive integer)"
+            return f"max_labels_alloc='fixed' with max_num_classes={max_num_classes!r} (want an integer >= 1)"
         return None
     if value in LABEL_ALLOCATIONS or _positive_int(value):
         return None
