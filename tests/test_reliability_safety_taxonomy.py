@@ -196,3 +196,20 @@ def test_empty_groups_are_refused_where_written(tmp_path, value):
         Taxonomy.from_file(path)
     with pytest.raises(ConfigError, match="group 'finance'"):
         Taxonomy.from_labels({"sports": ["football"], "finance": []})
+
+
+@case(
+    ATTACKS,
+    "per-row labels nested 5,000 levels deep, as a mapping (one row's hierarchy) and as lists, beside a "
+    "plain row, in one Classifier.run",
+    "the deep rows fail alone (invalid_labels, 'nested too deeply'); the plain row is classified",
+)
+def test_per_row_labels_nested_too_deeply_fail_their_row_alone(clf, debian_texts):
+    tree: object = {"x": ["leaf"]}
+    chain: object = ["leaf"]
+    for _ in range(5_000):
+        tree, chain = {"g": tree}, [chain]
+    out = clf.run(debian_texts[:3], [tree, chain, {"software": ["games"]}], threshold=0.0)
+    for outcome, result in zip(out.outcomes[:2], out.results[:2]):
+        assert result is None and outcome.code == "invalid_labels" and "nested too deeply" in outcome.reason
+    assert [x["label"] for x in out.results[2]] == ["software.games"]
