@@ -27,7 +27,7 @@ from gliclass_pipelines.config import ClassifyConfig
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.outcomes import RunStats, log_failed
 from gliclass_pipelines.redaction import redact
-from gliclass_pipelines.results import to_arrow
+from gliclass_pipelines.results import labels_from_arrow, to_arrow
 
 __all__ = ["BATCH_FORMATS", "GLiClassPredictor", "classify_dataset"]
 
@@ -59,7 +59,7 @@ class GLiClassPredictor:
     def __call__(self, batch: Any) -> pa.Table:
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_pandas(batch, preserve_index=False)
         texts = table.column(self.text_col).to_pylist()
-        row_labels = None if self.labels_col is None else table.column(self.labels_col).to_pylist()
+        row_labels = None if self.labels_col is None else labels_from_arrow(table.column(self.labels_col))
         records, out = self.config.classify(texts, row_labels, classifier=self.classifier)
         log_failed(out.outcomes, offset=self.stats.rows)
         self.stats.add(out.stats)

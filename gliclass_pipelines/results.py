@@ -60,3 +60,30 @@ def to_arrow(records: list[Any], output: str) -> Any:
     if output == "scores":
         records = [None if r is None else list(r.items()) for r in records]
     return pa.array(records, type=arrow_type(output))
+
+
+def labels_from_arrow(column: Any) -> list[Any]:
+    """A per-row labels column as Python values, a map (one row's hierarchy) as a dict: to_pylist gives
+    a map as a list of (key, value) pairs, which would read as labels."""
+    return [_from_arrow(value, column.type) for value in column.to_pylist()]
+
+
+def has_map(arrow_type: Any) -> bool:
+    """Whether an Arrow type is, or holds, a map."""
+    import pyarrow as pa
+
+    if pa.types.is_map(arrow_type):
+        return True
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return has_map(arrow_type.value_type)
+    return False
+
+
+def _from_arrow(value: Any, arrow_type: Any) -> Any:
+    import pyarrow as pa
+
+    if value is None or not has_map(arrow_type):
+        return value
+    if pa.types.is_map(arrow_type):
+        return {key: _from_arrow(item, arrow_type.item_type) for key, item in value}
+    return [_from_arrow(item, arrow_type.value_type) for item in value]

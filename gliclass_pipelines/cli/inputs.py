@@ -22,6 +22,7 @@ from typing import Any
 
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.redaction import shorten
+from gliclass_pipelines.results import has_map
 
 FORMATS = ("parquet", "jsonl", "csv")
 EXTENSIONS = {
@@ -124,6 +125,12 @@ def check_columns(job: Any, schema: Any) -> None:
             )
     if job.result_column in names:
         raise ConfigError(f"the input already has a column {job.result_column!r}; choose --result-column")
+    labels = None if job.labels_column is None else schema.field(job.labels_column).type
+    if labels is not None and job.runner == "beam" and has_map(labels):
+        raise ConfigError(
+            f"--labels-column {job.labels_column!r} holds maps (a hierarchy per row), which Beam's Parquet "
+            "reader turns into lists of pairs; use --runner local or spark for it"
+        )
     text_type = schema.field(job.text_column).type
     if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type) or text_type == pa.null()):
         raise ConfigError(f"--text-column {job.text_column!r} holds {text_type}, not text")
