@@ -65,9 +65,10 @@ def _check_labels(labels: Any, field: str | None) -> Any:
             f"field {field!r} must be a list of label strings or a mapping of groups to labels, "
             f"got {type(labels).__name__}"
         )
-    bad = [x for x in labels if not isinstance(x, str | Mapping | list | tuple)]
+    # no nested lists: Beam's Parquet reader hands a map over as a list of (key, value) tuples
+    bad = [x for x in labels if not isinstance(x, str | Mapping)]
     if bad:
-        raise ElementError(f"field {field!r} must hold strings (or groups of them) only, got {bad[:5]!r}")
+        raise ElementError(f"field {field!r} must hold strings (or mappings of groups) only, got {bad[:5]!r}")
     return list(labels)
 
 

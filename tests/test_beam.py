@@ -224,7 +224,8 @@ def test_from_config_keeps_the_job_and_its_options(tiny_checkpoint, clf, texts):
 def test_run_inference_fails_a_malformed_element_alone(tiny_checkpoint, clf, texts):
     handler = GLiClassModelHandler(tiny_checkpoint, LABELS)
     want = clf.classify([texts[1]], LABELS)[0]
-    for bad in ({"txt": texts[0]}, {"text": texts[0], "labels": "games"}, {"text": 3}, 7):
+    pairs = {"text": texts[0], "labels": [("software", ["games"])]}  # a Parquet map, as Beam reads it
+    for bad in ({"txt": texts[0]}, {"text": texts[0], "labels": "games"}, {"text": 3}, 7, pairs):
         good, failed = handler.run_inference([texts[1], bad], clf)
         assert_same(good.inference, want)
         assert isinstance(failed.inference, gbeam.Failed) and failed.example == bad
