@@ -72,10 +72,32 @@ def has_map(arrow_type: Any) -> bool:
     """Whether an Arrow type is, or holds, a map."""
     import pyarrow as pa
 
-    if pa.types.is_map(arrow_type):
+    return _holds(arrow_type, pa.types.is_map)
+
+
+def has_struct(arrow_type: Any) -> bool:
+    """Whether an Arrow type is, or holds, a struct: objects (JSON's, pandas' dicts) read by Arrow, which
+    gives every row the fields of all the rows it saw, null where absent (STRUCT_LABELS)."""
+    import pyarrow as pa
+
+    return _holds(arrow_type, pa.types.is_struct)
+
+
+STRUCT_LABELS = (
+    "holds objects read as an Arrow struct, which gives each row the fields of the rows Arrow saw (null "
+    "where absent), so a row's own hierarchy cannot be read from it exactly"
+)
+
+
+def _holds(arrow_type: Any, test: Any) -> bool:
+    import pyarrow as pa
+
+    if test(arrow_type):
         return True
     if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
-        return has_map(arrow_type.value_type)
+        return _holds(arrow_type.value_type, test)
+    if pa.types.is_map(arrow_type):
+        return _holds(arrow_type.key_type, test) or _holds(arrow_type.item_type, test)
     return False
 
 
