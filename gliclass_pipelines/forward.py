@@ -97,7 +97,7 @@ class ModelForward:
                 logits = self._bi_encoder_logits(ids, mask, batch.sequences, width)
             else:
                 # a fixed allocation: every slot takes part, the empty ones as in the reference
-                slots = None if self.label_slots is None else torch.ones_like(ids[:, :width])
+                slots = None if self.label_slots is None else ids.new_ones((ids.shape[0], width))
                 logits = uni_encoder_logits(self.model, ids, mask, width, slots)
             return logits.float().cpu().numpy()
 

@@ -250,6 +250,17 @@ def test_a_label_set_larger_than_the_allocation_is_scored_in_groups(checkpoint_f
     assert max_difference(clf.classify(texts, LABELS, threshold=0.0), theirs) <= TOL
 
 
+def test_a_fixed_allocation_longer_than_the_sequence(checkpoint_factory):
+    """25 slots ('fixed', the default max_num_classes) for one label and a short text: fewer tokens than
+    slots, scored as the reference scores them (the slot mask was once cut to the sequence's length)."""
+    path = checkpoint_factory(**UNI, config={"max_labels_alloc": "fixed"})
+    clf = Classifier.load(str(path), device="cpu")
+    texts, labels = ["b", "a short text"], ["games"]
+    assert max(map(len, clf.encoder.tokens_many(texts))) <= 5  # with the label and markers, under 25
+    theirs = reference(path, clf.max_length)(texts, labels, threshold=0.0, batch_size=1)
+    assert max_difference(clf.classify(texts, labels, threshold=0.0), theirs) <= TOL
+
+
 @pytest.mark.parametrize(
     "changes",
     [
