@@ -205,42 +205,6 @@ def test_local_runner_reads_a_map_labels_column_as_each_rows_hierarchy(
     assert "use --runner local or spark" in capsys.readouterr().err
 
 
-@pytest.mark.beam
-def test_a_jsonl_objects_labels_column_is_refused_where_arrow_reads_it(
-    rows, tiny_checkpoint, tmp_path, capsys, monkeypatch
-):
-    """JSON objects become an Arrow struct typed from the first rows: a later row's extra group would be
-    dropped silently, and a missing one read as null. The local and Spark runners refuse the column; the
-    Beam runner, which reads each JSON line as it is, gives each row its own hierarchy."""
-    pytest.importorskip("apache_beam")
-    from gliclass_pipelines.cli import inputs
-
-    monkeypatch.setattr(inputs, "SCHEMA_ROWS", 2)  # the third row's groups come after the schema
-    trees = [
-        {"software": ["games"]},
-        {"software": ["libraries"]},
-        {"software": ["games"], "topic": ["science"]},
-    ]
-    source = tmp_path / "rows.jsonl"
-    lines = [json.dumps({**row, "tree": tree}) for row, tree in zip(rows, trees)]
-    source.write_text("\n".join(lines) + "\n")
-    for runner in ("local", "spark"):
-        args = classify_args(source, tmp_path / runner, tiny_checkpoint, "--runner", runner)
-        args[args.index("--labels") : args.index("--labels") + 2] = ["--labels-column", "tree"]
-        capsys.readouterr()
-        assert cli.main(args) == cli.EXIT_USAGE
-        assert "objects read as an Arrow struct" in capsys.readouterr().err
-    args = classify_args(source, tmp_path / "beam", tiny_checkpoint, "--runner", "beam", "--threshold", "0")
-    args[args.index("--labels") : args.index("--labels") + 2] = ["--labels-column", "tree"]
-    assert cli.main(args) == 0
-    got = {row["id"]: sorted(x["label"] for x in row["gliclass"]) for row in read_output(tmp_path / "beam")}
-    assert got == {
-        rows[0]["id"]: ["software.games"],
-        rows[1]["id"]: ["software.libraries"],
-        rows[2]["id"]: ["software.games", "topic.science"],
-    }
-
-
 # ----------------------------------------------------------------------------------------------------
 # Re-runs: --mode
 
