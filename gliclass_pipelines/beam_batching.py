@@ -33,7 +33,7 @@ class ElementError(GLiClassPipelinesError, ValueError):
 # Elements
 
 
-def extract(element: Any, text_field: str, labels_field: str | None) -> tuple[Any, list[str] | None]:
+def extract(element: Any, text_field: str, labels_field: str | None) -> tuple[Any, Any]:
     """(text, per-element labels or None) of one element; ElementError if it is malformed."""
     if element is None or isinstance(element, str):
         return element, None
@@ -57,15 +57,19 @@ def extract(element: Any, text_field: str, labels_field: str | None) -> tuple[An
     return text, _check_labels(labels, labels_field)
 
 
-def _check_labels(labels: Any, field: str | None) -> list[str] | None:
-    if labels is None:
-        return None
+def _check_labels(labels: Any, field: str | None) -> Any:
+    """The element's labels: a list of label strings, or its hierarchy (a mapping, or a list of them)."""
+    if labels is None or isinstance(labels, Mapping):
+        return labels
     if isinstance(labels, str) or not isinstance(labels, list | tuple):
         why = unordered(labels) or f"got {type(labels).__name__}"
-        raise ElementError(f"field {field!r} must be a list of label strings: {why}")
-    bad = [x for x in labels if not isinstance(x, str)]
+        raise ElementError(
+            f"field {field!r} must be a list of label strings or a mapping of groups to labels: {why}"
+        )
+    # no nested lists: Beam's Parquet reader hands a map over as a list of (key, value) tuples
+    bad = [x for x in labels if not isinstance(x, str | Mapping)]
     if bad:
-        raise ElementError(f"field {field!r} must hold strings only, got {bad[:5]!r}")
+        raise ElementError(f"field {field!r} must hold strings (or mappings of groups) only, got {bad[:5]!r}")
     return list(labels)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gliclass_pipelines.errors import ModelLoadError, UnsupportedModelError
+from gliclass_pipelines.model_fields import field_problems
 from gliclass_pipelines.redaction import shorten
 
 SUPPORTED_ARCHITECTURES = ("uni-encoder", "bi-encoder")
@@ -55,14 +56,7 @@ def check_checkpoint_dir(directory: Path, spec: str) -> dict[str, Any]:
             f"model '{name}': {config_file} does not describe a GLiClass model "
             f"(model_type={shorten(repr(config.get('model_type') if isinstance(config, dict) else None))})"
         )
-    _require(
-        name, "architecture_type", config.get("architecture_type", "uni-encoder"), SUPPORTED_ARCHITECTURES
-    )
-    _require(name, "pooling_strategy", config.get("pooling_strategy", "first"), SUPPORTED_POOLINGS)
-    _require(name, "scorer_type", config.get("scorer_type", "simple"), SUPPORTED_SCORERS)
-    for flag in ("use_lstm", "layer_wise", "extract_text_features", "multimodal"):
-        if config.get(flag):
-            raise UnsupportedModelError(f"model '{name}': {flag}=true is not supported by gliclass-pipelines")
+    _refuse_unsupported_features(config, name)
     _refuse_custom_code(directory, config, name)
     _refuse_pickle_weights(directory, name)
     return config
@@ -96,11 +90,23 @@ def _refuse_special_files(directory: Path, name: str) -> None:
             )
 
 
-def _require(name: str, field: str, value: Any, supported: tuple[str, ...]) -> None:
-    if value not in supported:
+def _refuse_unsupported_features(config: dict[str, Any], name: str) -> None:
+    """Refuse, naming every one, the features this library does not run: architecture, scorer and pooling
+    (in that order: a scorer needs its pooling, so the scorer is the feature to name first), then the
+    config fields gliclass_pipelines.model_fields refuses."""
+    problems = []
+    for field, default, supported in (
+        ("architecture_type", "uni-encoder", SUPPORTED_ARCHITECTURES),
+        ("scorer_type", "simple", SUPPORTED_SCORERS),
+        ("pooling_strategy", "first", SUPPORTED_POOLINGS),
+    ):
+        value = config.get(field, default)
+        if value not in supported:
+            problems.append(f"{field} {shorten(repr(value))} (supported: {', '.join(supported)})")
+    problems += [shorten(problem, 400) for problem in field_problems(config)]
+    if problems:
         raise UnsupportedModelError(
-            f"model '{name}': {field} {shorten(repr(value))} is not supported by gliclass-pipelines; "
-            f"supported: {', '.join(supported)}"
+            f"model '{name}': not supported by gliclass-pipelines: {'; '.join(problems)}"
         )
 
 

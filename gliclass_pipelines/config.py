@@ -16,6 +16,7 @@ from typing import Any
 from gliclass_pipelines.checks import check_positive_int, check_threshold
 from gliclass_pipelines.encoding import LONG_TEXT_POLICIES
 from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.labels_plan import refuse_per_text
 from gliclass_pipelines.loading import ModelSource, check_device, check_dtype
 from gliclass_pipelines.quantize import check_precision
 from gliclass_pipelines.redaction import redact
@@ -51,6 +52,7 @@ class ClassifyConfig:
         if self.labels is None and not self.per_row_labels:
             raise ConfigError("give labels (a list, a hierarchy or a Taxonomy) or a per-row labels column")
         if self.labels is not None:
+            refuse_per_text(self.labels, "the job's shared labels")
             object.__setattr__(self, "labels", Taxonomy.coerce(self.labels))
         check_threshold(self.threshold)
         check_output(self.output)

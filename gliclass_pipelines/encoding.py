@@ -114,11 +114,20 @@ def tokenizer_failed(exc: BaseException) -> RowOutcome:
 class TextEncoder:
     """Token ids for one model's tokenizer and input layout (uni- or bi-encoder, prompt first or not)."""
 
-    def __init__(self, tokenizer: Any, *, architecture: str, prompt_first: bool, max_length: int) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        architecture: str,
+        prompt_first: bool,
+        max_length: int,
+        label_slots: int | None = None,
+    ) -> None:
         self.tokenizer = tokenizer
         self.architecture = architecture
         self.prompt_first = prompt_first
         self.max_length = max_length
+        self.label_slots = label_slots
         self.prefix, self.suffix = special_affixes(tokenizer)
         self.joint_tokenization = not self._segments_match_reference()
 
@@ -132,7 +141,8 @@ class TextEncoder:
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
     def label_groups(self, labels: tuple[str, ...], prompt: str, examples: str) -> list[LabelGroup]:
-        """Split the labels into groups whose sequences leave room for the text."""
+        """Split the labels into groups whose sequences leave room for the text, each within the model's
+        label slots."""
         room = self.max_length - len(self.prefix) - len(self.suffix) - self.min_text_tokens
         return label_groups(
             labels,
@@ -142,6 +152,7 @@ class TextEncoder:
             room=room,
             max_length=self.max_length,
             prompt_first=self.prompt_first,
+            max_labels=self.label_slots,
         )
 
     def _label_tokens(self, texts: list[str]) -> list[list[int]]:

@@ -45,6 +45,7 @@ from gliclass_pipelines.labels_plan import (
     is_per_row,
     labels_for_rows,
     reference_string,
+    refuse_per_text,
 )
 from gliclass_pipelines.loading import REGISTRY, ModelSource, load_checkpoint, resolve_device, resolve_dtype
 from gliclass_pipelines.long_text import chunk_problem, max_chunk_chars
@@ -119,6 +120,7 @@ class Classifier:
             architecture=self.architecture,
             prompt_first=self.prompt_first,
             max_length=self.max_length,
+            label_slots=self.forward_pass.label_slots,
         )
         self.prefix, self.suffix = self.encoder.prefix, self.encoder.suffix
         self.planner = LabelPlanner(self.encoder, bi_encoder=self.architecture == "bi-encoder")
@@ -215,12 +217,14 @@ class Classifier:
     ) -> Output:
         """Like :meth:`classify`, and also each row's outcome, which texts were cut, and the run's counts.
 
-        `labels` is one label set for every row, or (per_row) one label list per row. `row_labels` gives
-        each row its own labels, and a row whose labels are null takes the shared `labels`.
+        `labels` is one label set for every row, or (per_row) one label set per row: a list of label lists,
+        or a list of mappings (one hierarchy per row, as in the reference). `row_labels` gives each row its
+        own labels, and a row whose labels are null takes the shared `labels`.
         """
         check_run_options(threshold, long_text, chunk_overlap, batch_tokens, max_batch_rows)
         texts = list(texts)
         if row_labels is not None:
+            refuse_per_text(labels, "the shared labels beside row_labels")
             labels, per_row = labels_for_rows(row_labels, labels), True
         per_row = is_per_row(labels) if per_row is None else per_row
         limit = max_chunk_chars()
@@ -260,6 +264,7 @@ class Classifier:
         self, labels: Any, *, threshold: float = 0.5, prompt: str | None = None, examples: Any = None
     ) -> LabelPlan:
         """Check and tokenize a label set once (raises ConfigError); later calls reuse the plan."""
+        refuse_per_text(labels, "labels")
         return self.planner.prepare(labels, threshold=threshold, prompt=prompt, examples=examples)
 
     def batches(

@@ -1,8 +1,18 @@
 """The forward pass: the only code that touches the internals of a gliclass model.
 
 :class:`ModelForward` takes the model object as given and only calls it, so any object with the same
-submodules (a quantized copy, say) runs unchanged. Text pooling is masked, so a text's scores do not
-depend on which texts share its batch.
+submodules (a quantized copy, say) runs unchanged. Text pooling is masked, and so is every scorer that
+mixes labels, so a text's scores do not depend on which texts share its batch.
+
+Of the reference's scorers, ``hopfield`` mixes labels (a softmax over the label slots); it runs here with
+its own weights over the slots the reference allocates to that row alone (:data:`LABEL_MIXING_SCORERS`).
+``simple``, ``weighted-dot`` and ``mlp`` score each label on its own; ``cross-attn`` lets each label attend
+over the text's tokens (masked by the text mask), never over the other labels. The calibrator reads
+statistics over a row's labels, through the class mask, which counts real labels only.
+
+Label slots follow the checkpoint's ``max_labels_alloc``: the uni-encoder gets one slot per label
+(``"dynamic"``), ``max_num_classes`` slots (``"fixed"``) or the integer's; empty allocated slots take part
+in a label-mixing scorer, as they do in the reference. The reference's bi-encoder ignores the setting.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import torch
 
 from gliclass_pipelines.encoding import EncodedSequence
 from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.model_fields import allocated_slots
 
 
 @dataclass
@@ -45,6 +56,13 @@ def collate(sequences: list[EncodedSequence], pad_id: int) -> Batch:
     return Batch(sequences, ids, mask)
 
 
+def label_slots(config: Any) -> int | None:
+    """The label slots of every sequence of this model (max_labels_alloc), or None for one per label."""
+    if config.architecture_type == "bi-encoder":  # the reference's bi-encoder ignores max_labels_alloc
+        return None
+    return allocated_slots(getattr(config, "max_labels_alloc", "dynamic"), config.max_num_classes)
+
+
 def max_positions(config: Any) -> int | None:
     """How many positions the model's encoder has (None: relative positions, no limit)."""
     encoder = config.encoder_config
@@ -65,19 +83,22 @@ class ModelForward:
         self.max_length = max_length
         self.architecture = self.config.architecture_type
         self.pooling = self.config.pooling_strategy
+        self.label_slots = label_slots(self.config)
         self._lock = threading.Lock()
         self._label_embeddings: dict[tuple[str, ...], torch.Tensor] = {}
 
     def __call__(self, batch: Batch) -> np.ndarray:
         """Logits of one batch as a float32 array (one device-to-host copy), padded label slots included."""
-        width = max(len(s.group.labels) for s in batch.sequences)
+        width = self.label_slots or max(len(s.group.labels) for s in batch.sequences)
         with torch.inference_mode():
             ids = batch.input_ids.to(self.device, non_blocking=True)
             mask = batch.attention_mask.to(self.device, non_blocking=True)
             if self.architecture == "bi-encoder":
                 logits = self._bi_encoder_logits(ids, mask, batch.sequences, width)
             else:
-                logits = uni_encoder_logits(self.model, ids, mask, width)
+                # a fixed allocation: every slot takes part, the empty ones as in the reference
+                slots = None if self.label_slots is None else ids.new_ones((ids.shape[0], width))
+                logits = uni_encoder_logits(self.model, ids, mask, width, slots)
             return logits.float().cpu().numpy()
 
     def _bi_encoder_logits(
@@ -92,10 +113,10 @@ class ModelForward:
         for i, s in enumerate(sequences):
             embeddings = self._label_embeddings_for(s.plan.labels)
             classes[i, : embeddings.shape[0]] = embeddings
-        logits = inner.scorer(text, classes) * inner.logit_scale
         class_mask = torch.zeros((len(sequences), width), dtype=torch.long, device=text.device)
         for i, s in enumerate(sequences):
             class_mask[i, : len(s.plan.labels)] = 1
+        logits = score(self.config.scorer_type, inner.scorer, text, classes, class_mask) * inner.logit_scale
         logits = torch.where(class_mask == 0, torch.full_like(logits, -1e3), logits)
         return calibrated(self.model, logits, text, classes, class_mask)
 
@@ -118,10 +139,14 @@ class ModelForward:
         return embeddings
 
 
-def uni_encoder_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor, num_labels: int) -> torch.Tensor:
+def uni_encoder_logits(
+    model: Any, ids: torch.Tensor, mask: torch.Tensor, num_labels: int, slots: torch.Tensor | None = None
+) -> torch.Tensor:
     """Logits of a uni-encoder for padded ids: the engine's pass, and the one fine-tune trains through.
 
-    Unlike the reference's forward, text pooling is masked, so padding never changes a score.
+    ``slots`` (batch, num_labels) marks the label slots a label-mixing scorer sees; by default each
+    row's own labels. Unlike the reference's forward, text pooling is masked, so padding never changes
+    a score.
     """
     inner, config = model.model, model.config
     hidden = _encoder_states(inner, config, ids, mask)
@@ -132,10 +157,43 @@ def uni_encoder_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor, num_la
     if config.normalize_features:
         pooled = pooled / (pooled.norm(p=2, dim=-1, keepdim=True) + inner.epsilon)
         classes = classes / (classes.norm(p=2, dim=-1, keepdim=True) + inner.epsilon)
-    logits = inner.scorer(pooled, classes, text_mask=text_mask)
+    slots = class_mask if slots is None else slots
+    logits = score(config.scorer_type, inner.scorer, pooled, classes, slots, text_mask=text_mask)
     if config.normalize_features:
         logits = logits * inner.logit_scale
     return calibrated(model, logits, pooled, classes, class_mask)
+
+
+def score(
+    scorer_type: str,
+    scorer: Any,
+    text: torch.Tensor,
+    classes: torch.Tensor,
+    slots: torch.Tensor,
+    text_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The scorer's logits (batch, label slots); a label-mixing scorer sees only the `slots` marked 1."""
+    mixing = LABEL_MIXING_SCORERS.get(scorer_type)
+    if mixing is not None:
+        return mixing(scorer, text, classes, slots.bool())
+    return scorer(text, classes, text_mask=text_mask)
+
+
+def hopfield_scores(
+    scorer: Any, text: torch.Tensor, classes: torch.Tensor, slots: torch.Tensor
+) -> torch.Tensor:
+    """gliclass's HopfieldScorer with its own weights, its softmax over labels taken over `slots` only."""
+    keys = scorer.k_proj(text.unsqueeze(1))  # (batch, 1, dim)
+    values = scorer.v_proj(text.unsqueeze(1))
+    outside = ~slots.unsqueeze(-1)
+    for _ in range(scorer.num_iteration):
+        attention = torch.bmm(scorer.q_proj(classes), keys.transpose(1, 2)) * scorer.beta
+        attention = attention.masked_fill(outside, torch.finfo(attention.dtype).min).softmax(dim=1)
+        classes = classes + attention * values
+    return scorer.mlp(classes).squeeze(-1)
+
+
+LABEL_MIXING_SCORERS = {"hopfield": hopfield_scores}
 
 
 def _encoder_states(inner: Any, config: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -83,8 +83,10 @@ def label_groups(
     room: int,
     max_length: int,
     prompt_first: bool,
+    max_labels: int | None = None,
 ) -> list[LabelGroup]:
-    """Split the labels into groups whose label tokens (with prompt and examples) fit in `room`."""
+    """Split the labels into groups whose label tokens (with prompt and examples) fit in `room`, of at
+    most `max_labels` labels each (the model's label slots, when it allocates a fixed number)."""
 
     def ids(text: str) -> list[int]:
         return tokenize([text])[0] if text else []
@@ -99,7 +101,7 @@ def label_groups(
     sizes = [len(x) for x in tokenize([f"{LABEL_MARK}{label}" for label in labels])]
     groups, start, used = [], 0, fixed
     for i, size in enumerate(sizes):
-        if used + size > room and i > start:
+        if (used + size > room or i - start == max_labels) and i > start:
             groups.append(group(labels[start:i], start))
             start, used = i, fixed
         used += size
@@ -118,13 +120,33 @@ def is_label_list(value: Any) -> bool:
 
 
 def is_per_row(labels: Any) -> bool:
-    """Whether `labels` is one label list per row (rather than one shared label set)."""
-    return (
-        isinstance(labels, (list, tuple))
-        and len(labels) > 0
-        and all(x is None or is_label_list(x) for x in labels)
-        and not all(x is None for x in labels)
-    )
+    """Whether `labels` is one label set per row (rather than one shared label set).
+
+    As in the reference, a list of label lists is one list per row, and a list of mappings is one
+    hierarchy per row. A list that starts with a mapping and also holds a str is neither: ConfigError.
+    """
+    if not isinstance(labels, (list, tuple)) or not labels:
+        return False
+    rows = [x for x in labels if x is not None]
+    if rows and isinstance(rows[0], Mapping) and any(isinstance(x, str) for x in rows):
+        item = next(i for i, x in enumerate(labels) if isinstance(x, str))
+        raise ConfigError(
+            "labels is a list that starts with a mapping, which the reference reads as one hierarchy per "
+            f"text, but item {item} is a str. Give one mapping or label list per text, or one mapping "
+            "(all groups in it) for labels every text shares."
+        )
+    return bool(rows) and all(is_label_list(x) or isinstance(x, Mapping) for x in rows)
+
+
+def refuse_per_text(labels: Any, what: str) -> None:
+    """ConfigError for a list starting with a mapping where one shared label set is expected: the reference
+    reads that list as one hierarchy per text, so merging its mappings would be a guess."""
+    if isinstance(labels, (list, tuple)) and labels and isinstance(labels[0], Mapping):
+        raise ConfigError(
+            f"{what} is a list of mappings, which the reference (gliclass) reads as one hierarchy per text, "
+            "not as one taxonomy. For labels every text shares, give one mapping with all the groups (or "
+            "Taxonomy.from_labels(...)); for a hierarchy per text, give them as per-row labels."
+        )
 
 
 def is_missing(value: Any) -> bool:
@@ -139,16 +161,50 @@ def labels_for_rows(row_labels: Sequence[Any], shared: Any = None) -> list[Any]:
     return [shared if is_missing(labels) else labels for labels in row_labels]
 
 
-def row_labels_key(row_labels: Any) -> tuple | Taxonomy | RowOutcome:
-    """A per-row label set as a cache key (null or NaN: no labels), or the outcome saying it is unusable."""
+def row_labels_key(row_labels: Any) -> Any:
+    """A per-row label set in plain Python (null or NaN: no labels; a mapping: the row's hierarchy), or the
+    outcome saying it is unusable."""
     if is_missing(row_labels):
         return ()
     if isinstance(row_labels, Taxonomy):
         return row_labels
-    if is_label_list(row_labels):
-        return tuple(row_labels)
-    reason = unordered(row_labels) or f"per-row labels must be a list of str, got {type(row_labels).__name__}"
+    if is_label_list(row_labels) or isinstance(row_labels, Mapping):
+        try:
+            return _plain(row_labels)
+        except RecursionError:
+            return RowOutcome.failed("invalid labels: nested too deeply", "invalid_labels")
+    reason = unordered(row_labels) or (
+        "per-row labels must be a list of str or a mapping of groups to labels, "
+        f"got {type(row_labels).__name__}"
+    )
     return RowOutcome.failed(f"invalid labels: {reason}", "invalid_labels")
+
+
+def _plain(value: Any) -> Any:
+    """Arrays (as Spark hands array and map columns over) as tuples, mappings as dicts, at every level."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(_plain(item) for item in value)
+    return value
+
+
+def _cache_key(labels: Any) -> Any:
+    """A hashable key for a plain per-row label set (a mapping's pairs in order), or None."""
+    try:
+        return _key_of(labels)
+    except RecursionError:
+        return None
+
+
+def _key_of(labels: Any) -> Any:
+    if isinstance(labels, dict):
+        items = tuple((key, _key_of(item)) for key, item in labels.items())
+        return None if any(v is None for _, v in items) else (dict, items)
+    if isinstance(labels, tuple):
+        items = tuple(_key_of(item) for item in labels)
+        return None if any(v is None for v in items) else items
+    return labels if _hashable(labels) else None
 
 
 def examples_of(examples: Any) -> tuple[Example, ...]:
@@ -208,14 +264,15 @@ class LabelPlanner:
                 plans.append(None)
                 continue
             key = row_labels_key(labels)
+            cached = None if isinstance(key, RowOutcome) else _cache_key(key)
             if isinstance(key, RowOutcome):
                 plan: LabelPlan | RowOutcome = key
-            elif not _hashable(key):  # e.g. a nested group: planned uncached
+            elif cached is None:
                 plan = self._row_plan(key, *options)
             else:
-                if key not in seen:
-                    seen[key] = self._row_plan(key, *options)
-                plan = seen[key]
+                if cached not in seen:
+                    seen[cached] = self._row_plan(key, *options)
+                plan = seen[cached]
             if isinstance(plan, RowOutcome):
                 problems[i] = plan
                 plans.append(None)
@@ -230,7 +287,7 @@ class LabelPlanner:
         if not isinstance(labels, Taxonomy) and not labels:
             return EMPTY_PLAN
         try:
-            if not isinstance(labels, Taxonomy):
+            if isinstance(labels, tuple):
                 labels = list(labels)
             return self.prepare(labels, threshold=threshold, prompt=prompt, examples=examples)
         except ConfigError as exc:

@@ -27,7 +27,7 @@ from gliclass_pipelines.config import ClassifyConfig
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.outcomes import RunStats, log_failed
 from gliclass_pipelines.redaction import redact
-from gliclass_pipelines.results import to_arrow
+from gliclass_pipelines.results import STRUCT_LABELS, has_map, has_struct, labels_from_arrow, to_arrow
 
 __all__ = ["BATCH_FORMATS", "GLiClassPredictor", "classify_dataset"]
 
@@ -59,7 +59,7 @@ class GLiClassPredictor:
     def __call__(self, batch: Any) -> pa.Table:
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_pandas(batch, preserve_index=False)
         texts = table.column(self.text_col).to_pylist()
-        row_labels = None if self.labels_col is None else table.column(self.labels_col).to_pylist()
+        row_labels = None if self.labels_col is None else labels_from_arrow(table.column(self.labels_col))
         records, out = self.config.classify(texts, row_labels, classifier=self.classifier)
         log_failed(out.outcomes, offset=self.stats.rows)
         self.stats.add(out.stats)
@@ -103,6 +103,8 @@ def classify_dataset(
     for what, name in (("text_col", text_col), ("labels_col", labels_col)):
         if names is not None and name is not None and name not in names:
             raise ConfigError(f"{what} {name!r} is not a column of the Dataset; it has {', '.join(names)}")
+    if labels_col is not None:
+        _check_labels_type(ds, labels_col, batch_format)
     resources = {k: v for k, v in (("num_gpus", num_gpus), ("num_cpus", num_cpus)) if v is not None}
     return ds.map_batches(
         GLiClassPredictor,
@@ -118,6 +120,26 @@ def classify_dataset(
         zero_copy_batch=True,
         **resources,
     )
+
+
+def _check_labels_type(ds: Any, labels_col: str, batch_format: str) -> None:
+    """Refuse, before any actor starts, a labels column whose type (where the Dataset knows it) cannot be
+    read as each row's own labels: structs, and maps in pandas batches (lists of (key, value) pairs there,
+    which pyarrow cannot turn back into the batch's table)."""
+    schema = ds.schema(fetch_if_missing=False)
+    kind = None if schema is None else dict(zip(schema.names, schema.types)).get(labels_col)
+    if not isinstance(kind, pa.DataType):
+        return
+    if has_struct(kind):
+        raise ConfigError(
+            f"labels_col {labels_col!r} {STRUCT_LABELS}; give each row's hierarchy in a "
+            "map<string,array<string>> column"
+        )
+    if batch_format == "pandas" and has_map(kind):
+        raise ConfigError(
+            f"labels_col {labels_col!r} holds maps ({kind}), which batch_format='pandas' cannot carry; "
+            "use batch_format='pyarrow'"
+        )
 
 
 def _pool(concurrency: Any) -> Any:

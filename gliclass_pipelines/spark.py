@@ -28,7 +28,7 @@ import pandas as pd
 from pyspark import AccumulatorParam, TaskContext
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, StringType
+from pyspark.sql.types import StringType
 
 from gliclass_pipelines.config import ClassifyConfig
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
@@ -61,7 +61,8 @@ def gliclass_udf(
     stats: Any = None,
     **settings: Any,
 ) -> Column:
-    """A Column classifying `text_col` against `labels` (shared) or the array<string> `labels_col`.
+    """A Column classifying `text_col` against `labels` (shared) or per-row `labels_col`: array<string>,
+    or a map of groups to labels (``map<string,array<string>>``, nesting allowed), one hierarchy per row.
 
     ``settings`` are :class:`~gliclass_pipelines.config.ClassifyConfig`'s (threshold, multi_label,
     output, device, dtype, long_text, batch_tokens, max_length, num_threads) and Classifier.run options.
@@ -169,7 +170,7 @@ def classify_dataframe(
     :func:`gliclass_udf` (``model=``, ``labels=``...), not both."""
     _check_column_type(df, text_col, StringType(), "text_col")
     if labels_col is not None:
-        _check_column_type(df, labels_col, ArrayType(StringType()), "labels_col")
+        _check_column_type(df, labels_col, LABELS_COLUMN_TYPES, "labels_col")
     if config is None:
         config = _config(settings.pop("model", None), settings.pop("labels", None), labels_col, settings)
     elif settings:
@@ -214,13 +215,20 @@ def _column(col: Any, name: str) -> Column:
 
 
 def _check_column_type(df: DataFrame, name: Any, expected: Any, what: str) -> None:
+    """`expected`: a type, or a tuple of the types' prefixes (simpleString) that are accepted."""
     if not isinstance(name, str):
         return
     if name not in df.columns:
         raise ConfigError(f"{what} {name!r} is not a column of the DataFrame; it has {', '.join(df.columns)}")
-    actual = df.schema[name].dataType
-    if actual.simpleString() != expected.simpleString():
-        raise ConfigError(f"{what} {name!r} must be {expected.simpleString()}, got {actual.simpleString()}")
+    actual = df.schema[name].dataType.simpleString()
+    accepted = expected if isinstance(expected, tuple) else (expected.simpleString(),)
+    if not any(actual == kind or (kind.endswith(",") and actual.startswith(kind)) for kind in accepted):
+        shown = [kind + "...>" * kind.count("<") if kind.endswith(",") else kind for kind in accepted]
+        raise ConfigError(f"{what} {name!r} must be {' or '.join(shown)}, got {actual}")
+
+
+# per-row labels: a list of labels, or the row's hierarchy (a map of groups: gliclass's dict per text)
+LABELS_COLUMN_TYPES = ("array<string>", "map<string,", "array<map<string,")
 
 
 def _pandas_udf(config: ClassifyConfig, stats: Any = None) -> Any:

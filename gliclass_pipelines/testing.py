@@ -47,7 +47,7 @@ __all__ = [
 BACKBONES = ("bert", "deberta-v2", "modernbert")
 ARCHITECTURES = ("uni-encoder", "bi-encoder")
 POOLINGS = ("first", "avg", "max", "last")
-SCORERS = ("simple", "weighted-dot", "mlp")
+SCORERS = ("simple", "weighted-dot", "mlp", "hopfield")
 
 _SCORER_MLP_HIDDEN_SIZE = 64
 
@@ -72,7 +72,7 @@ VARIANTS: tuple[dict[str, Any], ...] = (
     _variant("deberta-v2", "uni-encoder", True, "first", "simple"),
     _variant("deberta-v2", "uni-encoder", False, "first", "mlp"),
     _variant("deberta-v2", "uni-encoder", True, "avg", "simple"),
-    _variant("deberta-v2", "uni-encoder", False, "max", "weighted-dot"),
+    _variant("deberta-v2", "uni-encoder", False, "avg", "hopfield"),
     _variant("modernbert", "uni-encoder", True, "first", "simple"),
     _variant("modernbert", "uni-encoder", False, "avg", "mlp"),
     _variant("modernbert", "uni-encoder", True, "last", "weighted-dot"),
@@ -84,6 +84,7 @@ VARIANTS: tuple[dict[str, Any], ...] = (
     _variant("deberta-v2", "bi-encoder", True, "last", "mlp"),
     _variant("modernbert", "bi-encoder", True, "avg", "simple"),
     _variant("bert", "bi-encoder", True, "max", "weighted-dot"),
+    _variant("modernbert", "bi-encoder", True, "avg", "hopfield"),
 )
 
 _SHORT_NAMES = {"deberta-v2": "deberta", "uni-encoder": "uni", "bi-encoder": "bi", "weighted-dot": "wdot"}
@@ -255,6 +256,21 @@ def _calibrate_logits(model: Any, tokenizer: Any, *, architecture: str, prompt_f
             head.text_projector.linear_2.bias.mul_(scale)
 
 
+def _config_fields(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The extra GLiClassModelConfig fields, checked against the config's own signature."""
+    import inspect
+
+    from gliclass import GLiClassModelConfig
+
+    if not config:
+        return {}
+    known = set(inspect.signature(GLiClassModelConfig.__init__).parameters) - {"self", "kwargs"}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"unknown GLiClassModelConfig field(s) {', '.join(unknown)}")
+    return dict(config)
+
+
 def make_tiny_checkpoint(
     path: str | os.PathLike[str],
     *,
@@ -270,6 +286,7 @@ def make_tiny_checkpoint(
     seed: int = 0,
     weight_std: float = 0.25,
     corpus: Iterable[str] | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> pathlib.Path:
     """Build a tiny random GLiClass model and its tokenizer, and save both into ``path``.
 
@@ -292,6 +309,8 @@ def make_tiny_checkpoint(
             projectors' last layers) is shifted and rescaled so that logits on a fixed probe batch have
             mean ~0 and standard deviation ~1.5.
         corpus: strings to train the WordPiece vocabulary on; a built-in English corpus by default.
+        config: more ``GLiClassModelConfig`` fields, over the ones above (``max_labels_alloc="fixed"``,
+            ``layer_wise=True``, ``use_calibrator=True``...); an unknown field is a ValueError.
 
     Returns:
         The absolute path of the checkpoint directory.
@@ -314,34 +333,36 @@ def make_tiny_checkpoint(
     sizes = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads}
     encoder_config = _backbone_config(backbone, tokenizer, max_length=max_length, **sizes)
     bi_encoder = architecture == "bi-encoder"
-    config = GLiClassModelConfig(
-        encoder_config=encoder_config,
+    fields = {
+        "encoder_config": encoder_config,
         # The uni-encoder opens Path(encoder_model_name) / "adapter_config.json", so a name is required;
         # the checkpoint itself is one that resolves offline.
-        encoder_model=str(out),
-        label_model_config=(
+        "encoder_model": str(out),
+        "label_model_config": (
             _backbone_config(backbone, tokenizer, max_length=max_length, **sizes) if bi_encoder else None
         ),
-        label_model_name=str(out) if bi_encoder else None,
-        architecture_type=architecture,
-        prompt_first=prompt_first,
-        pooling_strategy=pooling,
-        scorer_type=scorer,
-        scorer_num_heads=num_heads,
-        scorer_mlp_hidden_size=_SCORER_MLP_HIDDEN_SIZE,
-        class_token_index=marker_ids[0],
-        text_token_index=marker_ids[1],
-        example_token_index=marker_ids[2],
-        vocab_size=len(tokenizer),
-        max_num_classes=25,
-        problem_type="multi_label_classification",
-    )
+        "label_model_name": str(out) if bi_encoder else None,
+        "architecture_type": architecture,
+        "prompt_first": prompt_first,
+        "pooling_strategy": pooling,
+        "scorer_type": scorer,
+        "scorer_num_heads": num_heads,
+        "scorer_mlp_hidden_size": _SCORER_MLP_HIDDEN_SIZE,
+        "class_token_index": marker_ids[0],
+        "text_token_index": marker_ids[1],
+        "example_token_index": marker_ids[2],
+        "vocab_size": len(tokenizer),
+        "max_num_classes": 25,
+        "problem_type": "multi_label_classification",
+    }
+    fields.update(_config_fields(config))
+    model_config = GLiClassModelConfig(**fields)
 
     # Building the model draws its default init from the global RNG: seed it, so that any parameter the
     # re-draw below leaves alone is reproducible too, and restore the caller's RNG state afterwards.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = GLiClassModel(config)
+        model = GLiClassModel(model_config)
     model.eval()
     _redraw_weights(model, seed=seed, weight_std=weight_std)
     _calibrate_logits(model, tokenizer, architecture=architecture, prompt_first=prompt_first)

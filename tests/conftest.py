@@ -59,6 +59,11 @@ def debian_texts(debian_rows) -> list[str]:
     return [row["text"] for row in debian_rows]
 
 
+def _frozen(value):
+    """A factory argument as part of a cache key (a config mapping as sorted pairs)."""
+    return tuple(sorted(value.items())) if isinstance(value, dict) else value
+
+
 @pytest.fixture(scope="session")
 def checkpoint_factory(tmp_path_factory):
     """Build each tiny checkpoint variant once per session: factory(**variant) -> Path."""
@@ -67,10 +72,11 @@ def checkpoint_factory(tmp_path_factory):
     built: dict[tuple, Path] = {}
 
     def build(**variant) -> Path:
-        key = tuple(sorted(variant.items()))
+        key = tuple(sorted((k, _frozen(v)) for k, v in variant.items()))
         if key not in built:
             name = "-".join(f"{k}={v}" for k, v in key) or "default"
-            built[key] = make_tiny_checkpoint(tmp_path_factory.mktemp(name.replace("/", "_")), **variant)
+            name = "".join(c if c.isalnum() or c in "-=_." else "_" for c in name)[:100]
+            built[key] = make_tiny_checkpoint(tmp_path_factory.mktemp(name), **variant)
         return built[key]
 
     return build

@@ -194,6 +194,19 @@ def test_run_inference_element_kinds_in_order(tiny_checkpoint, clf, texts):
         assert_same(got.inference, expected)
 
 
+def test_an_elements_mapping_is_its_own_hierarchy(tiny_checkpoint, clf, texts):
+    """As gliclass reads a dict per text: an element's labels may be its hierarchy (or a list of them)."""
+    handler = GLiClassModelHandler(tiny_checkpoint, LABELS)
+    tree = {"software": ["games", "libraries"], "topic": {"science": ["physics"]}}
+    batch = [{"text": texts[0], "labels": tree}, beam.Row(text=texts[1], labels=[tree, {"os": ["linux"]}])]
+    first, second = handler.run_inference(batch, clf)
+    assert_same(first.inference, clf.classify([texts[0]], tree)[0])
+    assert_same(second.inference, clf.classify([texts[1]], {**tree, "os": ["linux"]})[0])
+    assert {x["label"] for x in clf.classify([texts[0]], tree, threshold=0.0)[0]} == {
+        "software.games", "software.libraries", "topic.science.physics"
+    }  # fmt: skip
+
+
 def test_from_config_keeps_the_job_and_its_options(tiny_checkpoint, clf, texts):
     prompt = "Which kind of software is this?"
     config = ClassifyConfig(
@@ -211,7 +224,8 @@ def test_from_config_keeps_the_job_and_its_options(tiny_checkpoint, clf, texts):
 def test_run_inference_fails_a_malformed_element_alone(tiny_checkpoint, clf, texts):
     handler = GLiClassModelHandler(tiny_checkpoint, LABELS)
     want = clf.classify([texts[1]], LABELS)[0]
-    for bad in ({"txt": texts[0]}, {"text": texts[0], "labels": "games"}, {"text": 3}, 7):
+    pairs = {"text": texts[0], "labels": [("software", ["games"])]}  # a Parquet map, as Beam reads it
+    for bad in ({"txt": texts[0]}, {"text": texts[0], "labels": "games"}, {"text": 3}, 7, pairs):
         good, failed = handler.run_inference([texts[1], bad], clf)
         assert_same(good.inference, want)
         assert isinstance(failed.inference, gbeam.Failed) and failed.example == bad

@@ -177,6 +177,34 @@ def test_local_runner_per_row_labels(rows, tiny_checkpoint, tmp_path):
             assert sorted(x["label"] for x in row["gliclass"]) == sorted(row["candidates"])
 
 
+def test_local_runner_reads_a_map_labels_column_as_each_rows_hierarchy(
+    rows, tiny_checkpoint, tmp_path, capsys
+):
+    """Parquet maps come out of Arrow as (key, value) pairs; each becomes the row's hierarchy again."""
+    source = tmp_path / "rows.parquet"
+    trees = [{"software": ["games", "libraries"]}, {"topic": ["science"], "net": ["web"]}]
+    table = pa.Table.from_pylist(
+        [{**row, "tree": list(trees[i % 2].items())} for i, row in enumerate(rows[:6])],
+        schema=pa.schema([("id", pa.string()), ("section", pa.string()), ("text", pa.string()),
+                          ("tree", pa.map_(pa.string(), pa.list_(pa.string())))]),
+    )  # fmt: skip
+    pq.write_table(table, source)
+    args = classify_args(source, tmp_path / "out", tiny_checkpoint, "--threshold", "0")
+    args[args.index("--labels") : args.index("--labels") + 2] = ["--labels-column", "tree"]
+    assert cli.main(args) == 0
+    from gliclass_pipelines import Classifier
+
+    clf = Classifier.load(str(tiny_checkpoint), device="cpu")
+    for i, row in enumerate(read_output(tmp_path / "out")):
+        want = clf.classify([row["text"]], trees[i % 2], threshold=0.0)[0]
+        assert as_scores(row["gliclass"]) == pytest.approx(as_scores(want), abs=1e-5)
+    beam = classify_args(source, tmp_path / "beam", tiny_checkpoint, "--runner", "beam")
+    beam[beam.index("--labels") : beam.index("--labels") + 2] = ["--labels-column", "tree"]
+    capsys.readouterr()
+    assert cli.main(beam) == cli.EXIT_USAGE
+    assert "use --runner local or spark" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------------------------------
 # Re-runs: --mode
 

@@ -295,3 +295,32 @@ def test_python_api_load_prints_no_transformers_config_warning(tiny_checkpoint):
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "to instantiate a model of type" not in done.stderr + done.stdout
+
+
+HIERARCHIES = [{"software": ["library", "game"]}, {"topic": {"science": ["physics"]}, "os": ["linux"]}]
+
+
+def test_a_list_of_mappings_is_per_row_and_never_merged(first_clf, debian_texts, tiny_checkpoint):
+    from gliclass_pipelines.config import ClassifyConfig
+
+    texts = debian_texts[:2]
+    mine = first_clf.classify(texts, HIERARCHIES, threshold=0.0)
+    assert [sorted(x["label"] for x in r) for r in mine] == [
+        ["software.game", "software.library"], ["os.linux", "topic.science.physics"]
+    ]  # fmt: skip
+    for got, text, hierarchy in zip(mine, texts, HIERARCHIES):
+        assert_close(got, first_clf.classify([text], hierarchy, threshold=0.0)[0])
+    config = ClassifyConfig(str(first_clf.source), per_row_labels=True, threshold=0.0)
+    records, _ = config.classify(texts, HIERARCHIES, classifier=first_clf)
+    assert records == mine
+    with pytest.raises(ConfigError, match="one hierarchy per text"):
+        ClassifyConfig(str(tiny_checkpoint), HIERARCHIES)
+    with pytest.raises(ConfigError, match="one hierarchy per text"):
+        first_clf.prepare(HIERARCHIES)
+    with pytest.raises(ConfigError, match="one hierarchy per text"):
+        first_clf.run(texts, HIERARCHIES, row_labels=[None, ["games"]])
+    with pytest.raises(ConfigError, match="item 1 is a str"):
+        first_clf.classify(texts, [HIERARCHIES[0], "games"])
+    # a list starting with a label keeps its meaning: one shared taxonomy with a group in it
+    shared = first_clf.classify(texts, ["games", HIERARCHIES[0]], threshold=0.0)
+    assert all(len(r) == 3 for r in shared)

@@ -191,6 +191,30 @@ def test_unsupported_models_are_refused_with_the_supported_ones(
     assert value in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        # the cross-attn scorer scores token states, so its checkpoints pool with 'pass': the scorer is
+        # the feature to name, first
+        ({"scorer_type": "cross-attn", "pooling_strategy": "pass"}, ["scorer_type 'cross-attn'", "'pass'"]),
+        (
+            {"architecture_type": "decoder-kv", "scorer_type": "decoder-kv", "use_lstm": True},
+            ["architecture_type 'decoder-kv'", "scorer_type 'decoder-kv'", "use_lstm=True"],
+        ),
+        ({"use_lstm": True, "extract_text_features": True}, ["use_lstm=True", "extract_text_features=True"]),
+    ],
+)
+def test_a_refusal_names_every_unsupported_feature_in_order(tiny_checkpoint, tmp_path, changes, named):
+    path = fresh_copy(tiny_checkpoint, tmp_path)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, **changes}))
+    with pytest.raises(UnsupportedModelError) as error:
+        Classifier.load(str(path), device="cpu")
+    message = str(error.value)
+    positions = [message.find(feature) for feature in named]
+    assert -1 not in positions and positions == sorted(positions), message
+
+
 def test_broken_config_json_names_the_file(tiny_checkpoint, tmp_path):
     path = fresh_copy(tiny_checkpoint, tmp_path)
     (path / "config.json").write_text("{not json")

@@ -18,13 +18,12 @@ def variant_params(variant: dict) -> dict:
     return dict(variant)
 
 
-@pytest.fixture(scope="module", params=VARIANTS, ids=variant_id)
-def pair(request, checkpoint_factory):
+def build_pair(variant: dict, checkpoint_factory):
     """(ours, the reference pipeline, the variant) for one checkpoint variant."""
     from gliclass import GLiClassModel, ZeroShotClassificationPipeline
     from transformers import AutoTokenizer
 
-    path = checkpoint_factory(**variant_params(request.param))
+    path = checkpoint_factory(**variant_params(variant))
     ours = Classifier.load(str(path), device="cpu")
     model = GLiClassModel.from_pretrained(str(path))
     tokenizer = AutoTokenizer.from_pretrained(str(path))
@@ -39,7 +38,23 @@ def pair(request, checkpoint_factory):
             classification_type=classification_type,
         )
 
-    return ours, reference, request.param
+    return ours, reference, variant
+
+
+@pytest.fixture(scope="module", params=VARIANTS, ids=variant_id)
+def pair(request, checkpoint_factory):
+    return build_pair(request.param, checkpoint_factory)
+
+
+# label shapes mean the same for every variant: one uni-encoder and one bi-encoder check them
+SHAPE_VARIANTS = [
+    next(v for v in VARIANTS if v["architecture"] == kind) for kind in ("uni-encoder", "bi-encoder")
+]
+
+
+@pytest.fixture(scope="module", params=SHAPE_VARIANTS, ids=variant_id)
+def shape_pair(request, checkpoint_factory):
+    return build_pair(request.param, checkpoint_factory)
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +128,49 @@ def test_hierarchical_taxonomy(pair, texts):
     hierarchy = {"software": ["library", "game"], "topic": {"science": ["physics", "biology"]}}
     theirs = reference()(texts, hierarchy, threshold=0.0, batch_size=1)
     assert_same_scores(ours.classify(texts, Taxonomy.from_labels(hierarchy), threshold=0.0), theirs)
+
+
+def test_rows_with_different_label_counts_in_one_batch(pair, debian_texts):
+    """Each row's scores are its scores alone, whatever label counts its batch neighbours have."""
+    ours, reference, variant = pair
+    text = next(t for t in debian_texts if 60 < len(t.split()) < 90)
+    rows = [text] * len(ROW_LABELS)  # same text: the rows differ by their label sets only
+    out = ours.run(rows, ROW_LABELS, threshold=0.0, batch_tokens=100_000)
+    assert out.stats.batches == 1
+    pipeline = reference()
+    theirs = [pipeline([text], labels, threshold=0.0, batch_size=1)[0] for labels in ROW_LABELS]
+    assert_same_scores(out.results, theirs)
+
+
+HIERARCHIES = [
+    {"software": ["library", "game"]},
+    {"topic": {"science": ["physics", "biology"]}, "os": ["linux"]},
+]
+
+
+def test_a_list_of_mappings_is_one_hierarchy_per_text(shape_pair, texts):
+    ours, reference, variant = shape_pair
+    rows = texts[:2]
+    mine = ours.classify(rows, HIERARCHIES, threshold=0.0)
+    assert [len(r) for r in mine] == [2, 3]
+    if variant.get("architecture", "uni-encoder") == "bi-encoder":  # see test_per_text_labels
+        pipeline = reference()
+        theirs = [pipeline([t], h, threshold=0.0, batch_size=1)[0] for t, h in zip(rows, HIERARCHIES)]
+    else:
+        theirs = reference()(rows, HIERARCHIES, threshold=0.0, batch_size=1)
+    assert_same_scores(mine, theirs)
+
+
+def test_a_list_of_lists_of_mappings_flattens_each_row(shape_pair, texts):
+    """The reference takes the shape, then fails on it (it keeps the mappings as labels: the uni-encoder
+    cannot hash them, the bi-encoder cannot tokenize them); here each row's list is flattened, its
+    mappings' groups in order."""
+    ours, reference, _ = shape_pair
+    rows, per_row = texts[:2], [[HIERARCHIES[0]], [HIERARCHIES[1], {"misc": ["other"]}]]
+    pipeline = reference()
+    with pytest.raises((TypeError, ValueError), match="unhashable|text input must be of type"):
+        pipeline(rows, per_row, threshold=0.0, batch_size=1)
+    flat = [["software.library", "software.game"], ["topic.science.physics", "topic.science.biology",
+            "os.linux", "misc.other"]]  # fmt: skip
+    theirs = [pipeline([t], labels, threshold=0.0, batch_size=1)[0] for t, labels in zip(rows, flat)]
+    assert_same_scores(ours.classify(rows, per_row, threshold=0.0), theirs)

@@ -91,6 +91,36 @@ def test_per_row_labels_and_two_actors(local_ray, tiny_checkpoint):
     assert_same(table.column("gliclass").to_pylist(), expected(model, texts, labels), "labels")
 
 
+TREES = [{"software": ["perl", "python"]}, {"topic": ["games", "networking", "documentation"]}]
+
+
+def test_a_map_labels_column_is_each_rows_hierarchy(local_ray, tiny_checkpoint):
+    """A map<string,array<string>> cell is the row's hierarchy, as gliclass reads a dict per text (Arrow's
+    to_pylist would give its (key, value) pairs, which must not read as labels); batch_format='pandas',
+    which cannot carry maps back to Arrow, and a struct column (every row gets every row's fields) are
+    refused on the driver."""
+    from gliclass_pipelines.config import ClassifyConfig
+    from gliclass_pipelines.ray_data import classify_dataset
+
+    model, texts = str(tiny_checkpoint), [t for t in TEXTS if t and t.strip()][:4]
+    trees = [TREES[i % 2] for i in range(len(texts))]
+    kind = pa.map_(pa.string(), pa.list_(pa.string()))
+    table = pa.table({"text": texts, "tree": pa.array([list(t.items()) for t in trees], type=kind)})
+    out = classify_dataset(ray.data.from_arrow(table), "text", labels_col="tree", model=model, threshold=0.0)
+    got = pa.concat_tables(ray.get(out.to_arrow_refs())).column("gliclass").to_pylist()
+    want, _ = ClassifyConfig(model, per_row_labels=True, threshold=0.0).classify(texts, trees)
+    assert [len(r) for r in want] == [2, 3, 2, 3]
+    assert_same(got, want, "labels")
+    with pytest.raises(ConfigError, match="batch_format='pyarrow'"):
+        classify_dataset(
+            ray.data.from_arrow(table), "text", labels_col="tree", model=model, batch_format="pandas"
+        )
+    objects = pa.table({"text": texts, "tree": pa.array(trees)})  # a struct: every row gets both groups
+    assert pa.types.is_struct(objects.schema.field("tree").type)
+    with pytest.raises(ConfigError, match="objects read as an Arrow struct"):
+        classify_dataset(ray.data.from_arrow(objects), "text", labels_col="tree", model=model)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

@@ -264,7 +264,9 @@ def test_core_regressions_found_by_fuzzing(clf, tiny_checkpoint, reliability):
             ClassifyConfig(model=model, **bad)
     cells = ["games", float("nan"), [["nested", "group"]], ["x", "\ud800"]]
     rows = clf.run(["a", "b", "c", "d"], cells, per_row=True)
-    assert rows.outcomes[0].reason == "invalid labels: per-row labels must be a list of str, got str"
+    assert rows.outcomes[0].reason == (
+        "invalid labels: per-row labels must be a list of str or a mapping of groups to labels, got str"
+    )
     assert rows.results[1] == [] and {x["label"] for x in rows.results[2]} <= {"nested", "group"}
     assert rows.results[3] is None and "not valid Unicode" in rows.outcomes[3].reason
     refused = [{"options": {"bogus": 1}}, {"options": {"chunk_overlap": "8"}}, {"multi_label": "false"}]

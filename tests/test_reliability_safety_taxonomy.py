@@ -1,4 +1,5 @@
-"""Hostile taxonomies: expansion bombs, oversized files, label caps, Unicode twins, empty groups.
+"""Hostile taxonomies: expansion bombs, oversized files, label caps, Unicode twins, empty groups, per-row
+hierarchies nested too deeply or read from JSON objects.
 
 The expansion bombs run in a subprocess under an address-space limit (RLIMIT_AS), so a regression
 fails with a MemoryError instead of taking the machine.
@@ -6,6 +7,7 @@ fails with a MemoryError instead of taking the machine.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_support import ATTACKS, case
+from reliability_support import ATTACKS, INPUTS, case
 
-from gliclass_pipelines import ConfigError
+from gliclass_pipelines import ConfigError, cli
 from gliclass_pipelines.taxonomy import MAX_LABELS_ENV, Taxonomy, max_labels
 
 pytest_plugins = ["reliability_support"]
@@ -196,3 +198,66 @@ def test_empty_groups_are_refused_where_written(tmp_path, value):
         Taxonomy.from_file(path)
     with pytest.raises(ConfigError, match="group 'finance'"):
         Taxonomy.from_labels({"sports": ["football"], "finance": []})
+
+
+@case(
+    ATTACKS,
+    "per-row labels nested 5,000 levels deep, as a mapping (one row's hierarchy) and as lists, beside a "
+    "plain row, in one Classifier.run",
+    "the deep rows fail alone (invalid_labels, 'nested too deeply'); the plain row is classified",
+)
+def test_per_row_labels_nested_too_deeply_fail_their_row_alone(clf, debian_texts):
+    tree: object = {"x": ["leaf"]}
+    chain: object = ["leaf"]
+    for _ in range(5_000):
+        tree, chain = {"g": tree}, [chain]
+    out = clf.run(debian_texts[:3], [tree, chain, {"software": ["games"]}], threshold=0.0)
+    for outcome, result in zip(out.outcomes[:2], out.results[:2]):
+        assert result is None and outcome.code == "invalid_labels" and "nested too deeply" in outcome.reason
+    assert [x["label"] for x in out.results[2]] == ["software.games"]
+
+
+@case(
+    INPUTS,
+    "CLI: a JSONL --labels-column of objects (a hierarchy per row) whose third row has a group the rows read "
+    "for the schema lack, on the local, Spark and Beam runners",
+    "local and Spark: exit 2, 'objects read as an Arrow struct' (Arrow would drop the group, silently); "
+    "Beam: each row scored on its own groups",
+)
+def test_cli_jsonl_object_labels_are_read_whole_or_refused(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("apache_beam")
+    import pyarrow.parquet as pq
+
+    from gliclass_pipelines.cli import inputs
+
+    monkeypatch.setattr(inputs, "SCHEMA_ROWS", 2)  # the third row comes after the rows read for the schema
+    trees = [
+        {"software": ["games"]},
+        {"software": ["libraries"]},
+        {"software": ["games"], "topic": ["science"]},
+    ]
+    source = tmp_path / "rows.jsonl"
+    rows = [{"id": str(i), "text": f"a package for task {i}", "tree": tree} for i, tree in enumerate(trees)]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+    def run(runner: str, *extra: str) -> int:
+        return cli.main([
+            "classify", "--input", str(source), "--output", str(tmp_path / runner), "--text-column", "text",
+            "--id-column", "id", "--labels-column", "tree", "--model", str(tiny_checkpoint),
+            "--runner", runner, "--progress", "none", *extra,
+        ])  # fmt: skip
+
+    for runner in ("local", "spark"):
+        capsys.readouterr()
+        assert run(runner) == cli.EXIT_USAGE
+        assert "objects read as an Arrow struct" in capsys.readouterr().err
+    assert run("beam", "--threshold", "0") == 0
+    got = {
+        row["id"]: sorted(x["label"] for x in row["gliclass"])
+        for row in pq.read_table(tmp_path / "beam").to_pylist()
+    }
+    assert got == {
+        "0": ["software.games"],
+        "1": ["software.libraries"],
+        "2": ["software.games", "topic.science"],
+    }

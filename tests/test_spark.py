@@ -148,7 +148,7 @@ def test_classify_dataframe_checks_columns(spark, model):
         classify_dataframe(df, "body", model=model, labels=LABELS)
     with pytest.raises(ConfigError, match="must be string"):
         classify_dataframe(df, "id", model=model, labels=LABELS)
-    with pytest.raises(ConfigError, match="array<string>"):
+    with pytest.raises(ConfigError, match=r"array<string> or map<string,\.\.\.> or array<map<string"):
         classify_dataframe(df, "text", model=model, labels_col="text")
 
 
@@ -271,6 +271,35 @@ def test_classify_dataframe(spark, model, classifier, debian_texts):
     want = expected(classifier, debian_texts[:20], "top")
     for row in out.collect():
         assert_same(row.best, want[row.id], "top")
+
+
+def test_a_map_column_is_each_rows_hierarchy(spark, model, classifier, debian_texts):
+    """A map<string,array<string>> cell (or an array of maps) is that row's hierarchy, as gliclass reads a
+    dict per text; Spark hands it over with arrays inside, flattened like lists. A Spark map keeps no key
+    order, so groups whose order matters go in an array of one-group maps."""
+    from gliclass_pipelines.spark import classify_dataframe
+
+    groups = [{"software": ["perl", "python"]}, {"topic": ["games", "networking", "web"]}]
+    rows = [(i, debian_texts[i], groups[i % 2], groups[i % 2 :]) for i in range(6)]
+    df = spark.createDataFrame(
+        rows, "id long, text string, tree map<string,array<string>>, trees array<map<string,array<string>>>"
+    )
+    got, got_nested = (
+        dict(
+            classify_dataframe(df, "text", model=model, labels_col=column, threshold=0.0)
+            .select("id", "gliclass")
+            .collect()
+        )
+        for column in ("tree", "trees")
+    )
+    for i, text, tree, trees in rows:
+        want = expected(classifier, [text], "labels", labels=tree, threshold=0.0)[0]
+        assert len(want) == (2 if i % 2 == 0 else 3)
+        assert_same(got[i], want, "labels", f"row {i}")
+        merged = {name: labels for group in trees for name, labels in group.items()}
+        assert_same(
+            got_nested[i], expected(classifier, [text], "labels", labels=merged, threshold=0.0)[0], "labels"
+        )
 
 
 def test_run_stats_accumulator_counts_each_row_once(spark, model, debian_texts):

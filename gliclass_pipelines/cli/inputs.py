@@ -22,6 +22,7 @@ from typing import Any
 
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.redaction import shorten
+from gliclass_pipelines.results import STRUCT_LABELS, has_map, has_struct
 
 FORMATS = ("parquet", "jsonl", "csv")
 EXTENSIONS = {
@@ -124,9 +125,25 @@ def check_columns(job: Any, schema: Any) -> None:
             )
     if job.result_column in names:
         raise ConfigError(f"the input already has a column {job.result_column!r}; choose --result-column")
+    if job.labels_column is not None:
+        _check_labels_type(job, schema.field(job.labels_column).type)
     text_type = schema.field(job.text_column).type
     if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type) or text_type == pa.null()):
         raise ConfigError(f"--text-column {job.text_column!r} holds {text_type}, not text")
+
+
+def _check_labels_type(job: Any, labels: Any) -> None:
+    """Refuse a labels column the runner cannot read as each row's own labels."""
+    if job.runner == "beam" and has_map(labels):
+        raise ConfigError(
+            f"--labels-column {job.labels_column!r} holds maps (a hierarchy per row), which Beam's Parquet "
+            "reader turns into lists of pairs; use --runner local or spark for it"
+        )
+    if has_struct(labels) and not (job.runner == "beam" and job.input_format == "jsonl"):
+        raise ConfigError(
+            f"--labels-column {job.labels_column!r} {STRUCT_LABELS}. For a hierarchy per row use --runner "
+            "beam on JSONL (which reads each object as it is) or a Parquet map<string,array<string>> column"
+        )
 
 
 class Input:

@@ -11,6 +11,7 @@ from gliclass_pipelines.cli.inputs import Chunk
 from gliclass_pipelines.cli.output import PartWriter
 from gliclass_pipelines.cli.progress import Progress
 from gliclass_pipelines.cli.summary import Summary
+from gliclass_pipelines.results import labels_from_arrow
 
 logger = logging.getLogger(__name__)
 SHOWN_PROBLEMS = 20  # bad records logged one by one; the summary counts them all
@@ -78,5 +79,5 @@ def _log_problems(chunk: Chunk, seen: int, lost: set[int]) -> None:
 def _row_labels(job: Any, table: Any) -> list[Any] | None:
     if job.labels_column is None:
         return None
-    values = table.column(job.labels_column).to_pylist()
+    values = labels_from_arrow(table.column(job.labels_column))
     return [split_labels(v) if isinstance(v, str) else v for v in values]
