@@ -74,6 +74,8 @@ def stop_after_interrupt(spark: Any) -> None:
     if proc is None or proc.poll() is not None:
         return
     logger.info("stopping the Spark JVM (pid %d) after an interrupt", proc.pid)
+    # Py4J threads still waiting on the JVM log its end as tracebacks; the interrupt is already reported.
+    logging.getLogger("py4j").setLevel(logging.CRITICAL + 1)
     proc.terminate()
     try:
         proc.wait(timeout=JVM_STOP_SECONDS)
