@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from gliclass_pipelines.cli.inputs import lines as limits
 from gliclass_pipelines.cli.inputs.lines import CutLine, bounded_lines, too_long
 from gliclass_pipelines.cli.inputs.records import Problem
 from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.redaction import shorten
 
 csv.field_size_limit(limits.MAX_RECORD_BYTES)
 
@@ -62,6 +64,7 @@ def csv_records(path: Path, lines: Any, id_column: str | None) -> tuple[list[str
         raise ConfigError(f"{path} has no header line")
     if has_surrogate("".join(header)):
         raise ConfigError(f"{path} line 1: the header is not UTF-8")
+    check_header(path, header)
 
     def records() -> Iterator[tuple[Any, Any]]:
         start = feed.number + 1
@@ -86,6 +89,22 @@ def csv_records(path: Path, lines: Any, id_column: str | None) -> tuple[list[str
                 yield _csv_row(path, line, header, fields, id_column)
 
     return header, records()
+
+
+def check_header(path: Path, header: list[str]) -> None:
+    """Refuse blank or repeated column names: each would hide another column's values."""
+    blank = [str(i) for i, name in enumerate(header, 1) if not name.strip()]
+    counts = Counter(header)
+    repeated = [repr(name) for name, n in counts.items() if n > 1 and name.strip()]
+    if not blank and not repeated:
+        return
+    problems = [f"blank name(s) in column(s) {', '.join(blank)}"] if blank else []
+    problems += [f"repeated name(s) {', '.join(repeated)}"] if repeated else []
+    shown = shorten(",".join(header), 80)
+    raise ConfigError(
+        f"{shorten(str(path))} line 1: the header has {' and '.join(problems)} ({shown}); "
+        "give every column its own name"
+    )
 
 
 def _csv_row(path: Path, line: int, header: list[str], fields: list[str], id_column: str | None) -> Any:

@@ -1,0 +1,80 @@
+"""Hostile input files for the CLI's readers (issue 23, round 3): CSV headers, mixed-type ids, broken JSON
+lines, newline bombs, Parquet records past the cap, dictionary text and damaged Parquet files.
+
+Each test builds the hostile file and runs ``classify`` as a user would, with each runner the point
+applies to (the Spark runner on the shared session, Beam on its in-process runner).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from reliability_support import INPUTS, case
+
+from gliclass_pipelines import cli
+
+pytest_plugins = ["reliability_support"]
+
+RUNNERS = [
+    "local",
+    pytest.param("spark", marks=pytest.mark.spark),
+    pytest.param("beam", marks=pytest.mark.beam),
+]
+
+
+def classify(source: Path, output: Path, model: str | Path, runner: str = "local", *extra: str) -> list[str]:
+    return [
+        "classify", "--input", str(source), "--output", str(output), "--labels", "games,science",
+        "--model", str(model), "--mode", "error", "--progress", "none", "--runner", runner, *extra,
+    ]  # fmt: skip
+
+
+def run_ok(args: list[str], capsys, caplog) -> tuple[list[dict], dict, str]:
+    """Rows, _SUCCESS and the warnings of a run that must succeed."""
+    import pyarrow.parquet as pq
+
+    code = cli.main(args)
+    err = capsys.readouterr().err
+    assert code == 0, err
+    output = Path(args[args.index("--output") + 1])
+    rows = pq.read_table(output).to_pylist()
+    return rows, json.loads((output / cli.SUCCESS).read_text()), err + caplog.text
+
+
+def refused(args: list[str], capsys) -> str:
+    code = cli.main(args)
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_USAGE, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def jsonl(path: Path, rows: list) -> Path:
+    path.write_text(
+        "".join(r if isinstance(r, str) else json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+    )
+    return path
+
+
+def good_rows(n: int) -> list[dict]:
+    return [{"id": i, "text": f"a library for parsing file format number {i}"} for i in range(n)]
+
+
+@case(
+    INPUTS,
+    "CSV header {header} (blank names from an Excel export, or a repeated name), with each runner",
+    "exit 2 before any model loads, naming line 1 and the blank column numbers or the repeated name",
+)
+@pytest.mark.parametrize("header", ["id,text,,", "id,text,text"])
+@pytest.mark.parametrize("runner", ["local", "spark", "beam"])
+def test_csv_header_with_blank_or_repeated_names(header, runner, tmp_path, capsys):
+    source = tmp_path / "rows.csv"
+    width = header.count(",") + 1
+    source.write_text(header + "\n" + ",".join(["1", "a chess engine"] + ["x"] * (width - 2)) + "\n")
+    err = refused(classify(source, tmp_path / "out", tmp_path / "no-model", runner), capsys)
+    assert f"{source} line 1: the header has" in err
+    want = "blank name(s) in column(s) 3, 4" if header.endswith(",,") else "repeated name(s) 'text'"
+    assert want in err, err
+    assert not (tmp_path / "out").exists()
