@@ -78,3 +78,23 @@ def test_csv_header_with_blank_or_repeated_names(header, runner, tmp_path, capsy
     want = "blank name(s) in column(s) 3, 4" if header.endswith(",,") else "repeated name(s) 'text'"
     assert want in err, err
     assert not (tmp_path / "out").exists()
+
+
+@case(
+    INPUTS,
+    "pd.NA in a pandas 'string' Series, and None / NaN / float32 NaN / pd.NA / pd.NaT in an object Series",
+    "each a null input (null result, counted as null_inputs, not failed); the real text classified",
+)
+@pytest.mark.parametrize("dtype", ["string", "object"])
+def test_pandas_missing_values_are_null_inputs(dtype, tiny_checkpoint):
+    import numpy as np
+    import pandas as pd
+
+    from gliclass_pipelines import ClassifyConfig
+
+    missing = [pd.NA] if dtype == "string" else [None, np.nan, np.float32("nan"), pd.NA, pd.NaT]
+    texts = pd.Series(["a chess engine", *missing, "a web server"], dtype=dtype)
+    results, out = ClassifyConfig(str(tiny_checkpoint), ["games", "science"]).classify(texts)
+    assert results[0] is not None and results[-1] is not None
+    assert results[1:-1] == [None] * len(missing)
+    assert (out.stats.null_inputs, out.stats.failed, out.stats.ok) == (len(missing), 0, 2)
