@@ -31,6 +31,14 @@ def classify(source: Path, output: Path, model: str | Path, runner: str = "local
     ]  # fmt: skip
 
 
+@pytest.fixture
+def runner(request) -> str:
+    """The runner parameter; the Spark runner uses the shared session (the conftest's ``spark``)."""
+    if request.param == "spark":
+        request.getfixturevalue("spark")
+    return request.param
+
+
 def run_ok(args: list[str], capsys, caplog) -> tuple[list[dict], dict, str]:
     """Rows, _SUCCESS and the warnings of a run that must succeed."""
     import pyarrow.parquet as pq
@@ -98,3 +106,31 @@ def test_pandas_missing_values_are_null_inputs(dtype, tiny_checkpoint):
     assert results[0] is not None and results[-1] is not None
     assert results[1:-1] == [None] * len(missing)
     assert (out.stats.null_inputs, out.stats.failed, out.stats.ok) == (len(missing), 0, 2)
+
+
+@case(
+    INPUTS,
+    "Parquet text column {layout} (a pandas Categorical, or Arrow string_view), with each runner",
+    "exit 0: read as text; every row classified, in order, ids kept",
+)
+@pytest.mark.parametrize("layout", ["dictionary", "string_view"])
+@pytest.mark.parametrize("runner", RUNNERS, indirect=True)
+def test_dictionary_and_string_view_text(layout, runner, tiny_checkpoint, tmp_path, capsys, caplog):
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = ["a chess engine", "a web server", "a chess engine", "a physics simulator"]
+    source = tmp_path / "rows.parquet"
+    if layout == "dictionary":
+        frame = pd.DataFrame({"id": range(4), "text": pd.Categorical(texts)})
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    else:
+        table = pa.table({"id": range(4), "text": pa.array(texts, pa.string_view())})
+    pq.write_table(table, source)
+    expected = pq.read_schema(source).field("text").type
+    assert expected == table.schema.field("text").type, expected  # the file keeps the layout
+    args = classify(source, tmp_path / "out", tiny_checkpoint, runner, "--threshold", "0")
+    rows, success, _ = run_ok(args, capsys, caplog)
+    assert [r["id"] for r in rows] == [0, 1, 2, 3] and [r["text"] for r in rows] == texts
+    assert all(r["gliclass"] for r in rows) and (success["rows"], success["failed"]) == (4, 0)

@@ -107,8 +107,6 @@ def _hidden(relative: Path) -> bool:
 
 
 def check_columns(job: Any, schema: Any) -> None:
-    import pyarrow as pa
-
     names = schema.names
     if not names:  # an empty JSONL file: nothing to check
         return
@@ -126,8 +124,23 @@ def check_columns(job: Any, schema: Any) -> None:
     if job.labels_column is not None:
         _check_labels_type(job, schema.field(job.labels_column).type)
     text_type = schema.field(job.text_column).type
-    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type) or text_type == pa.null()):
+    if not is_text_type(text_type):
         raise ConfigError(f"--text-column {job.text_column!r} holds {text_type}, not text")
+
+
+def is_text_type(kind: Any) -> bool:
+    """Text in any of Arrow's layouts: string, large_string, string_view, or dictionary-encoded text (a
+    pandas Categorical); a column null throughout counts too."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_string_view(kind)
+        or pa.types.is_null(kind)
+    )
 
 
 def _check_labels_type(job: Any, labels: Any) -> None:
