@@ -134,3 +134,52 @@ def test_dictionary_and_string_view_text(layout, runner, tiny_checkpoint, tmp_pa
     rows, success, _ = run_ok(args, capsys, caplog)
     assert [r["id"] for r in rows] == [0, 1, 2, 3] and [r["text"] for r in rows] == texts
     assert all(r["gliclass"] for r in rows) and (success["rows"], success["failed"]) == (4, 0)
+
+
+def parquet_rows(path: Path, n: int, **options) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(good_rows(n)), path, **options)
+    return path
+
+
+@case(
+    INPUTS,
+    "a folder of Parquet files where one has a damaged footer (bytes cut from its middle), with each runner",
+    "exit 2 before any model loads, naming the damaged file; nothing written",
+)
+@pytest.mark.parametrize("runner", ["local", "spark", "beam"])
+def test_damaged_parquet_footer_in_a_folder_is_named(runner, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    parquet_rows(folder / "a.parquet", 5)
+    whole = parquet_rows(folder / "b.parquet", 5).read_bytes()
+    (folder / "b.parquet").write_bytes(whole[: len(whole) // 2] + whole[len(whole) // 2 + 8 :])
+    parquet_rows(folder / "c.parquet", 5)
+    err = refused(classify(folder, tmp_path / "out", tmp_path / "no-model", runner), capsys)
+    assert f"{folder / 'b.parquet'} is not a readable Parquet file" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@case(
+    INPUTS,
+    "a folder of Parquet files where one has a sound footer but a damaged page header (local runner)",
+    "exit 1 naming the damaged file; no output left",
+)
+def test_damaged_parquet_page_in_a_folder_is_named(tiny_checkpoint, tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    parquet_rows(folder / "a.parquet", 5)
+    damaged = parquet_rows(folder / "b.parquet", 50, compression="zstd")
+    offset = pq.ParquetFile(damaged).metadata.row_group(0).column(1).data_page_offset
+    data = bytearray(damaged.read_bytes())
+    data[offset : offset + 12] = b"\xff" * 12
+    damaged.write_bytes(bytes(data))
+    code = cli.main(classify(folder, tmp_path / "out", tiny_checkpoint))
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_FAILED, err
+    assert f"{damaged} is not a readable Parquet file" in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
