@@ -183,3 +183,40 @@ def test_damaged_parquet_page_in_a_folder_is_named(tiny_checkpoint, tmp_path, ca
     assert code == cli.EXIT_FAILED, err
     assert f"{damaged} is not a readable Parquet file" in err and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+HOSTILE_LINES = {
+    "lone-surrogate": '{"id": 2, "text": "an emoji cut by JavaScript \\ud83d here"}\n',
+    "nested-100000": '{"id": 2, "text": "deep", "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n",
+}
+
+
+@case(
+    INPUTS,
+    "one JSON line among 5 that is {kind} (a lone surrogate escape \\ud83d in its text; or a value nested "
+    "100,000 levels), with each runner",
+    "exit 0: 5 rows, ids kept (Spark: a null id for a line it cannot parse); that row's result null (the "
+    "local runner counts it failed and names the line and the reason; Spark reads the half emoji as '?' "
+    "and classifies the row); the others classified",
+)
+@pytest.mark.parametrize("kind", list(HOSTILE_LINES))
+@pytest.mark.parametrize("runner", RUNNERS, indirect=True)
+def test_one_hostile_json_line(kind, runner, tiny_checkpoint, tmp_path, capsys, caplog):
+    lines = [json.dumps(r) + "\n" for r in good_rows(5)]
+    lines[2] = HOSTILE_LINES[kind]
+    source = jsonl(tmp_path / "rows.jsonl", lines)
+    args = classify(
+        source, tmp_path / "out", tiny_checkpoint, runner, "--id-column", "id", "--threshold", "0"
+    )
+    rows, success, err = run_ok(args, capsys, caplog)
+    if runner == "beam":  # Beam keeps no order
+        rows.sort(key=lambda r: r["id"] if r["id"] is not None else 2)
+    ids = [0, 1, None if runner == "spark" and kind.startswith("nested") else 2, 3, 4]
+    assert [r["id"] for r in rows] == ids  # Spark keeps no id of a line it cannot parse
+    repaired = runner == "spark" and kind == "lone-surrogate"  # Java writes the half as '?'
+    assert (rows[2]["gliclass"] is None) != repaired and all(rows[i]["gliclass"] for i in (0, 1, 3, 4))
+    assert success["rows"] == 5
+    if runner == "local":
+        assert success["failed"] == 1 and success["bad_records"] == 1
+        want = "lone surrogate escape (\\ud83d)" if kind == "lone-surrogate" else "nested deeper than 64"
+        assert f"{source} line 3: " in err and want in err, err

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from gliclass_pipelines.checks import split_labels
 from gliclass_pipelines.cli.inputs import id_of_broken_line, input_files, misfits
+from gliclass_pipelines.cli.inputs.jsonl import parse_line as parse_json_line
 from gliclass_pipelines.cli.job import RunnerError, check_model_early, short_error
 from gliclass_pipelines.cli.summary import Summary, add_computed, stats_from_output, written_rows
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
@@ -100,14 +100,13 @@ class _BeamRow:
 
 
 def parse_line(line: str, id_column: str | None) -> dict[str, Any]:
-    """A JSON line as a dict; a line that is not a JSON object keeps only its id (a null result)."""
-    try:
-        value = json.loads(line)
-    except ValueError:
-        value = None
-    if isinstance(value, dict):
+    """A JSON line as a dict, parsed as the local runner does: a line that is not a JSON object keeps only
+    its id (a null result); values it cannot keep (a lone surrogate, nesting too deep) are null."""
+    value, reason, _ = parse_json_line(line)
+    if reason is not None:
+        logger.warning("a JSON line could not be read in full (%s): %s", reason, shorten(line, 120))
+    if value is not None:
         return value
-    logger.warning("a JSON line could not be read (its result is null): %s", shorten(line, 120))
     return id_of_broken_line(line.encode("utf-8", "surrogateescape"), id_column) or {}
 
 
