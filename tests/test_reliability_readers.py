@@ -220,3 +220,21 @@ def test_one_hostile_json_line(kind, runner, tiny_checkpoint, tmp_path, capsys, 
         assert success["failed"] == 1 and success["bad_records"] == 1
         want = "lone surrogate escape (\\ud83d)" if kind == "lone-surrogate" else "nested deeper than 64"
         assert f"{source} line 3: " in err and want in err, err
+
+
+@case(
+    INPUTS,
+    "200 JSON lines with integer ids and one string id ('x-100') among them, with each runner",
+    "exit 0: the id column is text and all 200 ids kept ('0' ... 'x-100' ... '199'), none null",
+)
+@pytest.mark.parametrize("runner", RUNNERS, indirect=True)
+def test_mixed_type_ids_are_kept_as_text(runner, tiny_checkpoint, tmp_path, capsys, caplog):
+    rows_in = good_rows(200)
+    rows_in[100]["id"] = "x-100"
+    source = jsonl(tmp_path / "rows.jsonl", rows_in)
+    args = classify(source, tmp_path / "out", tiny_checkpoint, runner, "--id-column", "id")
+    rows, success, _ = run_ok(args, capsys, caplog)
+    want = [str(r["id"]) for r in rows_in]
+    got = [r["id"] for r in rows]
+    assert (sorted(got) if runner == "beam" else got) == (sorted(want) if runner == "beam" else want)
+    assert success["rows"] == 200 and success.get("bad_records", 0) == 0

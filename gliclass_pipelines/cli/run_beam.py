@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gliclass_pipelines.checks import split_labels
-from gliclass_pipelines.cli.inputs import id_of_broken_line, input_files, misfits
+from gliclass_pipelines.cli.inputs import id_of_broken_line, ids_as_text, input_files, misfits
 from gliclass_pipelines.cli.inputs.jsonl import parse_line as parse_json_line
 from gliclass_pipelines.cli.job import RunnerError, check_model_early, short_error
 from gliclass_pipelines.cli.summary import Summary, add_computed, stats_from_output, written_rows
@@ -36,7 +36,7 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
         schema = pa.schema([pa.field(job.text_column, pa.string())])
     out_schema = schema.append(pa.field(job.result_column, arrow_type(job.output_kind)))
     flags = [f"--runner={runner}"] + [f"--{k}={v}" for k, v in job.runner_options["beam_options"].items()]
-    shape = _BeamRow(schema, job.result_column, job.output_kind)
+    shape = _BeamRow(schema, job.result_column, job.output_kind, job.id_column)
     pipeline = beam.Pipeline(options=PipelineOptions(flags))
     files = pipeline | "Files" >> beam.Create([str(f) for f in input_files(job.input, job.input_format)])
     if job.input_format == "jsonl":
@@ -82,15 +82,18 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
 class _BeamRow:
     """An output row: the input's columns in schema order, then the result (maps as pairs, for Arrow)."""
 
-    def __init__(self, schema: Any, result_column: str, output_kind: str) -> None:
+    def __init__(self, schema: Any, result_column: str, output_kind: str, id_column: str | None) -> None:
         self.schema, self.result_column, self.output_kind = schema, result_column, output_kind
+        self.id_column = id_column
 
     def __call__(self, element: Any, record: Any) -> dict[str, Any]:
         if not isinstance(element, dict):
             raise RunnerError(f"an input row is not a JSON object: {element!r:.200}")
         if self.output_kind == "scores" and record is not None:
             record = list(record.items())
-        row = {name: element.get(name) for name in self.schema.names}
+        row = ids_as_text(
+            {name: element.get(name) for name in self.schema.names}, self.schema, self.id_column
+        )
         bad = misfits(row, self.schema)
         if bad:  # a value of another type than its column's (a number where text was): null, as locally
             logger.warning("column(s) %s of a row do not fit their type; written as null", ", ".join(bad))

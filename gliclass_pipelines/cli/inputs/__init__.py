@@ -22,6 +22,7 @@ from gliclass_pipelines.cli.inputs.parquet import open_parquet, parquet_tables
 from gliclass_pipelines.cli.inputs.records import (
     Chunk,
     Problem,
+    ids_as_text,
     infer_schema,
     misfits,
     rechunk,
@@ -45,6 +46,7 @@ __all__ = [
     "check_not_a_device",
     "detect_format",
     "id_of_broken_line",
+    "ids_as_text",
     "input_files",
     "misfits",
     "open_input",
@@ -179,7 +181,7 @@ class Input:
         self._head = list(_take_head(self._records))
         if self.format == "csv":
             return  # _file_records set the schema from the first header
-        self.schema = infer_schema([row for row, _, _ in self._head if row is not None])
+        self.schema = infer_schema([row for row, _, _ in self._head if row is not None], self.id_column)
 
     def _file_records(self, index: int) -> Iterator[tuple[Any, Any, Any]]:
         path = self.files[index]
@@ -205,7 +207,7 @@ class Input:
         records = itertools.chain(self._head, self._records)
         while batch := list(itertools.islice(records, size)):
             done = min((self._read_before + (self._raw.tell() if self._raw else 0)) / self._size, 1.0)
-            yield to_chunk(batch, self.schema, done)
+            yield to_chunk(batch, self.schema, done, self.id_column)
         self._head = []
 
 

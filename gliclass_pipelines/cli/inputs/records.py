@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,25 +40,40 @@ def string_schema(names: list[str]) -> Any:
     return pa.schema([pa.field(name, pa.string()) for name in names])
 
 
-def infer_schema(rows: list[dict]) -> Any:
-    """Column types from the first rows, in first-seen order; a column null throughout is text."""
+def infer_schema(rows: list[dict], id_column: str | None = None) -> Any:
+    """Column types from the first rows, in first-seen order; a column null throughout is text, and so is
+    an id column whose values are of several types (see :func:`ids_as_text`)."""
     import pyarrow as pa
 
     names = list(dict.fromkeys(name for row in rows for name in row))
     fields = []
     for name in names:
-        try:
-            kind = pa.array([row.get(name) for row in rows]).type
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            kind = pa.string()  # mixed types: rows whose value is not text report it
+        values = [row.get(name) for row in rows]
+        if name == id_column and len({type(v) for v in values if v is not None}) > 1:
+            kind = pa.string()  # 7 and "x-7": both kept, as text
+        else:
+            try:
+                kind = pa.array(values).type
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                kind = pa.string()  # mixed types: rows whose value is not text report it
         fields.append(pa.field(name, pa.string() if pa.types.is_null(kind) else kind))
     return pa.schema(fields)
 
 
-def to_chunk(batch: list[tuple[Any, Any, Any]], schema: Any, done: float) -> Chunk:
+def ids_as_text(row: dict, schema: Any, id_column: str | None) -> dict:
+    """The row with a number or boolean id written as JSON text ("7", as Spark reads it) when the id
+    column is text: an id is never lost for being of another type than the others."""
     import pyarrow as pa
 
-    rows = [row or {} for row, _, _ in batch]
+    value = row.get(id_column) if id_column is not None else None
+    text = isinstance(value, int | float) and pa.types.is_string(schema.field(id_column).type)
+    return {**row, id_column: json.dumps(value)} if text else row
+
+
+def to_chunk(batch: list[tuple[Any, Any, Any]], schema: Any, done: float, id_column: str | None) -> Chunk:
+    import pyarrow as pa
+
+    rows = [ids_as_text(row or {}, schema, id_column) for row, _, _ in batch]
     problems = {i: problem for i, (_, _, problem) in enumerate(batch) if problem is not None}
     try:
         table = pa.Table.from_pylist(rows, schema=schema)
