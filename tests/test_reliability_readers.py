@@ -238,3 +238,50 @@ def test_mixed_type_ids_are_kept_as_text(runner, tiny_checkpoint, tmp_path, caps
     got = [r["id"] for r in rows]
     assert (sorted(got) if runner == "beam" else got) == (sorted(want) if runner == "beam" else want)
     assert success["rows"] == 200 and success.get("bad_records", 0) == 0
+
+
+def newline_bomb(path: Path, before: int, blank: int) -> Path:
+    """A gzipped JSON lines file: ``before`` good rows, ``blank`` newlines, one more good row."""
+    import gzip
+
+    with gzip.open(path, "wb", compresslevel=9) as out:
+        out.write("".join(json.dumps(r) + "\n" for r in good_rows(before)).encode())
+        for _ in range(blank // 1_000_000):
+            out.write(b"\n" * 1_000_000)
+        out.write(json.dumps({"id": before, "text": "the last row"}).encode() + b"\n")
+    return path
+
+
+@case(
+    INPUTS,
+    "a newline bomb: 97 KB of gzip holding 100,000,000 blank lines after {before} good row(s) (reading them "
+    "all took 130 s), with {runner}",
+    "refused within seconds after 1,000,000 blank lines in a row, naming the count (exit 2 when found "
+    "while the schema is read, at configuration time; exit 1 when found while the rows are read)",
+)
+@pytest.mark.parametrize(
+    ("runner", "before"),
+    [
+        ("local", 1),
+        ("spark", 1),
+        ("beam", 1),
+        ("local", 1500),
+        pytest.param("beam", 1500, marks=pytest.mark.beam),
+    ],
+)
+def test_newline_bomb_is_refused_quickly(runner, before, tiny_checkpoint, tmp_path, capsys, reliability):
+    import time
+
+    source = newline_bomb(tmp_path / "rows.jsonl.gz", before, 100_000_000)
+    assert source.stat().st_size < 200_000
+    started = time.monotonic()
+    code = cli.main(classify(source, tmp_path / "out", tiny_checkpoint, runner))
+    seconds = time.monotonic() - started
+    reliability.set(seconds=round(seconds, 1))
+    err = capsys.readouterr().err
+    assert "more than 1,000,000 blank lines in a row" in err and "Traceback" not in err, err
+    if before == 1:  # the bomb sits in the rows read for the schema: refused before the model loads
+        assert code == cli.EXIT_USAGE and f"{source} line 2:" in err, err
+    else:
+        assert code in (cli.EXIT_USAGE, cli.EXIT_FAILED), err
+    assert seconds < 60 and not (tmp_path / "out").exists()

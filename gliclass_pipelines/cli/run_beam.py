@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from gliclass_pipelines.checks import split_labels
 from gliclass_pipelines.cli.inputs import id_of_broken_line, ids_as_text, input_files, misfits
+from gliclass_pipelines.cli.inputs import lines as limits
 from gliclass_pipelines.cli.inputs.jsonl import parse_line as parse_json_line
+from gliclass_pipelines.cli.inputs.lines import blank_lines_reason
 from gliclass_pipelines.cli.job import RunnerError, check_model_early, short_error
 from gliclass_pipelines.cli.summary import Summary, add_computed, stats_from_output, written_rows
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
@@ -43,7 +46,7 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
         rows = (
             files
             | "Read" >> beam.io.ReadAllFromText()
-            | "NonBlank" >> beam.Filter(lambda line: bool(line.strip()))
+            | "NonBlank" >> beam.FlatMap(_NonBlank())
             | "Parse" >> beam.Map(parse_line, job.id_column)
         )
     else:
@@ -111,6 +114,23 @@ def parse_line(line: str, id_column: str | None) -> dict[str, Any]:
     if value is not None:
         return value
     return id_of_broken_line(line.encode("utf-8", "surrogateescape"), id_column) or {}
+
+
+class _NonBlank:
+    """Drops blank lines, and refuses a newline bomb as the local reader does: more than
+    MAX_BLANK_LINES blank lines in a row (as this worker's copy sees them, in order within a file)."""
+
+    def __init__(self) -> None:
+        self.blank = 0
+
+    def __call__(self, line: str) -> Iterator[str]:
+        if line.strip():
+            self.blank = 0
+            yield line
+            return
+        self.blank += 1
+        if self.blank > limits.MAX_BLANK_LINES:
+            raise ConfigError(blank_lines_reason(None, None))
 
 
 def _split_labels(element: Any, field: str) -> Any:

@@ -51,7 +51,7 @@ def bounded_lines(stream: Any, path: Path | None = None) -> Iterator[Any]:
         if len(line) <= MAX_RECORD_BYTES or line.endswith(ends):
             blank = blank + 1 if not line.strip() else 0
             if blank > MAX_BLANK_LINES:
-                raise ConfigError(_blank_lines(path, number - blank + 1))
+                raise ConfigError(blank_lines_reason(path, number - blank + 1))
             yield line
             continue
         blank = 0
@@ -61,8 +61,9 @@ def bounded_lines(stream: Any, path: Path | None = None) -> Iterator[Any]:
         yield CutLine(quotes + rest.count(quote))
 
 
-def _blank_lines(path: Path | None, first: int) -> str:
-    where = f"{shorten(str(path))} line {first:,}" if path is not None else f"line {first:,}"
+def blank_lines_reason(path: Path | None, first: int | None) -> str:
+    where = shorten(str(path)) if path is not None else "a JSON lines input"
+    where += f" line {first:,}" if first is not None else ""
     return (
         f"{where}: more than {MAX_BLANK_LINES:,} blank lines in a row (a newline bomb or a damaged file); "
         "remove the blank lines"
