@@ -285,3 +285,60 @@ def test_newline_bomb_is_refused_quickly(runner, before, tiny_checkpoint, tmp_pa
     else:
         assert code in (cli.EXIT_USAGE, cli.EXIT_FAILED), err
     assert seconds < 60 and not (tmp_path / "out").exists()
+
+
+# Builds the hostile Parquet file in its own process (the text is held only there): argv[1] the path,
+# argv[2] the big text's length, argv[3] the rows in its row group.
+BUILD_BIG_PARQUET = """
+import sys
+import pyarrow as pa, pyarrow.parquet as pq
+length, rows = int(sys.argv[2]), int(sys.argv[3])
+texts = ["a chess engine"] * (rows - 1) + ["x" * length]
+pq.write_table(pa.table({"id": list(range(rows)), "text": texts}), sys.argv[1], compression="zstd")
+"""
+
+# Runs the CLI (argv[1:]) under an address space of what the process holds after its imports + 160 MiB.
+CLI_UNDER_LIMIT = """
+import json, resource, sys, time
+import pyarrow.parquet
+from gliclass_pipelines import cli
+size = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (size + 160 * 2**20,) * 2)
+started = time.perf_counter()
+code = cli.main(sys.argv[1:])
+print("@@" + json.dumps({"code": code, "seconds": round(time.perf_counter() - started, 2)}), flush=True)
+"""
+
+
+@case(
+    INPUTS,
+    "a zstd Parquet file under 64 KiB holding one 400 MB text in a row group of {rows} row(s) (the issue's "
+    "45 KiB / 1.5 GB file hit a 3 GiB cap in 14 s), with {runner}, under an address space of what the CLI "
+    "holds + 160 MiB",
+    "exit 2 in well under a second from the footer's sizes, naming the file, column and row group; nothing "
+    "read, no MemoryError",
+)
+@pytest.mark.parametrize(("runner", "rows"), [("local", 1), ("local", 1000), ("spark", 1), ("beam", 1)])
+def test_parquet_record_over_the_cap(runner, rows, tmp_path, reliability):
+    import os
+    import subprocess
+    import sys
+
+    source = tmp_path / "big.parquet"
+    subprocess.run(
+        [sys.executable, "-c", BUILD_BIG_PARQUET, str(source), str(400_000_000), str(rows)], check=True
+    )
+    assert source.stat().st_size < 64 << 10
+    args = classify(source, tmp_path / "out", tmp_path / "no-model", runner)
+    done = subprocess.run(
+        [sys.executable, "-c", CLI_UNDER_LIMIT, *args],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=120,
+    )
+    result = json.loads(done.stdout.split("@@")[-1])
+    reliability.set(seconds=result["seconds"], file_kib=round(source.stat().st_size / 1024))
+    assert result["code"] == cli.EXIT_USAGE, done.stderr
+    assert f"{source}: column 'text' of row group 0" in done.stderr and "record cap" in done.stderr
+    assert "MemoryError" not in done.stderr and result["seconds"] < 5

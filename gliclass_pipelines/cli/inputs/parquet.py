@@ -10,9 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from gliclass_pipelines.cli.inputs import lines as limits
 from gliclass_pipelines.cli.inputs.records import rechunk
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
 from gliclass_pipelines.redaction import shorten
+
+MAX_RATIO = 1000  # uncompressed / compressed bytes of a column chunk past the record cap: a bomb
 
 
 class UnreadableFile(GLiClassPipelinesError):
@@ -29,7 +32,27 @@ def open_parquet(files: list[Path]) -> list[Any]:
             handles.append(pq.ParquetFile(path))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
             raise ConfigError(f"{_damaged(path, exc)}; remove or replace it") from exc
+        check_sizes(path, handles[-1].metadata)
     return handles
+
+
+def check_sizes(path: Path, metadata: Any) -> None:
+    """Refuse a file whose column chunks would decode to records over MAX_RECORD_BYTES, from the sizes in
+    its footer (nothing is read): a chunk holding more than the cap per row, or more than the cap at
+    over MAX_RATIO times its compressed size (a compression bomb: 1.5 GB of text in 45 KiB)."""
+    cap = limits.MAX_RECORD_BYTES
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            size, packed = chunk.total_uncompressed_size, max(chunk.total_compressed_size, 1)
+            if size > cap * max(group.num_rows, 1) or (size > cap and size > MAX_RATIO * packed):
+                where = f"column {chunk.path_in_schema!r} of row group {g} ({group.num_rows:,} rows)"
+                raise ConfigError(
+                    f"{shorten(str(path))}: {where} decodes to {size:,} bytes from {packed:,}, past the "
+                    f"{cap:,}-byte record cap; not read. Split such records, or compress them under "
+                    f"{MAX_RATIO}:1"
+                )
 
 
 def _damaged(path: Path, exc: BaseException) -> str:
