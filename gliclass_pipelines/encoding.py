@@ -22,7 +22,7 @@ from gliclass_pipelines.labels_plan import (
     reference_string,
 )
 from gliclass_pipelines.long_text import STREAM_CHARS, WINDOW_BATCH, Windows, text_pieces, windows_of
-from gliclass_pipelines.outcomes import RowOutcome
+from gliclass_pipelines.outcomes import RowOutcome, is_missing
 from gliclass_pipelines.redaction import shorten
 from gliclass_pipelines.taxonomy import SEP_MARK, Example
 
@@ -51,7 +51,7 @@ def text_token_cap(max_length: int | None, long_text: str) -> int | None:
 
 def text_problem(text: Any) -> RowOutcome | None:
     """Why a text gets no result (a null, blank, non-string or not-UTF-8-encodable text), else None."""
-    if text is None or (isinstance(text, float) and text != text):
+    if is_missing(text):
         return RowOutcome.null_input("null text", "null_text")
     if not isinstance(text, str):
         return RowOutcome.failed(f"text is a {type(text).__name__}, not a string", "not_a_string")

@@ -8,6 +8,8 @@ CLI read the same :class:`RunStats`, so their counts agree by construction.
 from __future__ import annotations
 
 import logging
+import numbers
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -60,6 +62,16 @@ class RowOutcome:
 
 
 _OK = RowOutcome(OK)
+
+
+def is_missing(value: Any) -> bool:
+    """None, a float NaN (numpy's too), or pandas' NA / NaT: a null input, whichever library made it."""
+    if value is None or isinstance(value, str):
+        return value is None
+    pandas = sys.modules.get("pandas")  # loaded by whoever made a pandas value; never imported here
+    if pandas is not None and (value is pandas.NA or value is pandas.NaT):
+        return True
+    return isinstance(value, numbers.Real) and value != value
 
 
 @dataclass(eq=True)

@@ -136,7 +136,7 @@ def test_local_runner_reads_csv_with_any_line_ending(
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_local_runner_reads_the_input_once(fmt, inputs, tiny_checkpoint, tmp_path, monkeypatch):
-    from gliclass_pipelines.cli import inputs as readers
+    from gliclass_pipelines.cli.inputs import lines as readers
 
     opened = []
 

@@ -193,7 +193,7 @@ def test_a_training_record_over_the_limit_is_a_named_error(tmp_path, monkeypatch
 
     from gliclass_pipelines.cli import inputs
 
-    monkeypatch.setattr(inputs, "MAX_RECORD_BYTES", 1 << 16)
+    monkeypatch.setattr(inputs.lines, "MAX_RECORD_BYTES", 1 << 16)
     previous = csv.field_size_limit(1 << 16)
     try:
         path = tmp_path / f"rows.{suffix}"

@@ -364,7 +364,7 @@ def test_a_record_over_the_limit(fmt, tiny_checkpoint, tmp_path, monkeypatch, re
     from gliclass_pipelines.cli import inputs
 
     limit = 1 << 20
-    monkeypatch.setattr(inputs, "MAX_RECORD_BYTES", limit)
+    monkeypatch.setattr(inputs.lines, "MAX_RECORD_BYTES", limit)
     previous = csv.field_size_limit(limit)
     request.addfinalizer(lambda: csv.field_size_limit(previous))
     long_text = "word " * 600_000

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from gliclass_pipelines.checks import split_labels
-from gliclass_pipelines.cli.inputs import id_of_broken_line, input_files, misfits
+from gliclass_pipelines.cli.inputs import id_of_broken_line, ids_as_text, input_files, misfits
+from gliclass_pipelines.cli.inputs import lines as limits
+from gliclass_pipelines.cli.inputs.jsonl import parse_line as parse_json_line
+from gliclass_pipelines.cli.inputs.lines import blank_lines_reason
 from gliclass_pipelines.cli.job import RunnerError, check_model_early, short_error
 from gliclass_pipelines.cli.summary import Summary, add_computed, stats_from_output, written_rows
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
@@ -36,14 +39,14 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
         schema = pa.schema([pa.field(job.text_column, pa.string())])
     out_schema = schema.append(pa.field(job.result_column, arrow_type(job.output_kind)))
     flags = [f"--runner={runner}"] + [f"--{k}={v}" for k, v in job.runner_options["beam_options"].items()]
-    shape = _BeamRow(schema, job.result_column, job.output_kind)
+    shape = _BeamRow(schema, job.result_column, job.output_kind, job.id_column)
     pipeline = beam.Pipeline(options=PipelineOptions(flags))
     files = pipeline | "Files" >> beam.Create([str(f) for f in input_files(job.input, job.input_format)])
     if job.input_format == "jsonl":
         rows = (
             files
             | "Read" >> beam.io.ReadAllFromText()
-            | "NonBlank" >> beam.Filter(lambda line: bool(line.strip()))
+            | "NonBlank" >> beam.FlatMap(_NonBlank())
             | "Parse" >> beam.Map(parse_line, job.id_column)
         )
     else:
@@ -82,15 +85,18 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
 class _BeamRow:
     """An output row: the input's columns in schema order, then the result (maps as pairs, for Arrow)."""
 
-    def __init__(self, schema: Any, result_column: str, output_kind: str) -> None:
+    def __init__(self, schema: Any, result_column: str, output_kind: str, id_column: str | None) -> None:
         self.schema, self.result_column, self.output_kind = schema, result_column, output_kind
+        self.id_column = id_column
 
     def __call__(self, element: Any, record: Any) -> dict[str, Any]:
         if not isinstance(element, dict):
             raise RunnerError(f"an input row is not a JSON object: {element!r:.200}")
         if self.output_kind == "scores" and record is not None:
             record = list(record.items())
-        row = {name: element.get(name) for name in self.schema.names}
+        row = ids_as_text(
+            {name: element.get(name) for name in self.schema.names}, self.schema, self.id_column
+        )
         bad = misfits(row, self.schema)
         if bad:  # a value of another type than its column's (a number where text was): null, as locally
             logger.warning("column(s) %s of a row do not fit their type; written as null", ", ".join(bad))
@@ -100,15 +106,31 @@ class _BeamRow:
 
 
 def parse_line(line: str, id_column: str | None) -> dict[str, Any]:
-    """A JSON line as a dict; a line that is not a JSON object keeps only its id (a null result)."""
-    try:
-        value = json.loads(line)
-    except ValueError:
-        value = None
-    if isinstance(value, dict):
+    """A JSON line as a dict, parsed as the local runner does: a line that is not a JSON object keeps only
+    its id (a null result); values it cannot keep (a lone surrogate, nesting too deep) are null."""
+    value, reason, _ = parse_json_line(line)
+    if reason is not None:
+        logger.warning("a JSON line could not be read in full (%s): %s", reason, shorten(line, 120))
+    if value is not None:
         return value
-    logger.warning("a JSON line could not be read (its result is null): %s", shorten(line, 120))
     return id_of_broken_line(line.encode("utf-8", "surrogateescape"), id_column) or {}
+
+
+class _NonBlank:
+    """Drops blank lines, and refuses a newline bomb as the local reader does: more than
+    MAX_BLANK_LINES blank lines in a row (as this worker's copy sees them, in order within a file)."""
+
+    def __init__(self) -> None:
+        self.blank = 0
+
+    def __call__(self, line: str) -> Iterator[str]:
+        if line.strip():
+            self.blank = 0
+            yield line
+            return
+        self.blank += 1
+        if self.blank > limits.MAX_BLANK_LINES:
+            raise ConfigError(blank_lines_reason(None, None))
 
 
 def _split_labels(element: Any, field: str) -> Any:

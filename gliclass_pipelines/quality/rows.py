@@ -7,8 +7,8 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from gliclass_pipelines.cli import inputs
 from gliclass_pipelines.cli.inputs import CsvLines, CutLine, bounded_lines
+from gliclass_pipelines.cli.inputs import lines as limits
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.redaction import shorten
 from gliclass_pipelines.taxonomy import Taxonomy
@@ -119,7 +119,7 @@ def _read_csv(path: str) -> Iterator[dict]:
 
 
 def _too_long(path: str, line: int) -> ConfigError:
-    return ConfigError(f"{shorten(path)} line {line} is longer than {inputs.MAX_RECORD_BYTES} bytes")
+    return ConfigError(f"{shorten(path)} line {line} is longer than {limits.MAX_RECORD_BYTES} bytes")
 
 
 def check_rows(rows: Sequence[Row], taxonomy: Taxonomy, min_rows: int) -> None:
