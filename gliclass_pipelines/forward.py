@@ -6,9 +6,10 @@ mixes labels, so a text's scores do not depend on which texts share its batch.
 
 Of the reference's scorers, ``hopfield`` mixes labels (a softmax over the label slots); it runs here with
 its own weights over the slots the reference allocates to that row alone (:data:`LABEL_MIXING_SCORERS`).
-``simple``, ``weighted-dot`` and ``mlp`` score each label on its own; ``cross-attn`` lets each label attend
-over the text's tokens (masked by the text mask), never over the other labels. The calibrator reads
-statistics over a row's labels, through the class mask, which counts real labels only.
+``simple``, ``weighted-dot`` and ``mlp`` score each label on its own; ``cross-attn`` (with ``pass`` pooling,
+which keeps the token states) lets each label attend over the sequence's tokens, masked by the attention
+mask, never over the other labels. The calibrator reads statistics over a row's labels, through the class
+mask, which counts real labels only.
 
 Label slots follow the checkpoint's ``max_labels_alloc``: the uni-encoder gets one slot per label
 (``"dynamic"``), ``max_num_classes`` slots (``"fixed"``) or the integer's; empty allocated slots take part
@@ -225,7 +226,10 @@ def calibrated(
 
 
 def masked_pool(strategy: str, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Pool token states over real tokens only: the answer a batch of one (no padding) gives."""
+    """Pool token states over real tokens only: the answer a batch of one (no padding) gives. ``pass``
+    keeps every token's state; the scorer that reads them (cross-attn) masks the padding itself."""
+    if strategy == "pass":
+        return states
     if strategy == "first":
         return states[:, 0]
     if strategy == "last":
