@@ -187,7 +187,7 @@ def load_checkpoint(directory: Path, spec: str) -> tuple[Any, Any, Any]:
                 f"model '{name}': loading the tokenizer in {shorten(directory)} failed: {shorten(exc, 500)}"
             ) from exc
         label_tokenizer = None
-        if config.get("architecture_type") == "bi-encoder":
+        if config.get("architecture_type") in ("bi-encoder", "bi-encoder-fused"):
             label_tokenizer = _label_tokenizer(config.get("label_model_name"), directory, name)
         check_loaded(model, report, tokenizer, label_tokenizer, name)
     return model, tokenizer, label_tokenizer

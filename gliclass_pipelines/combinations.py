@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-SUPPORTED_ARCHITECTURES = ("uni-encoder", "bi-encoder")
+SUPPORTED_ARCHITECTURES = ("uni-encoder", "bi-encoder", "bi-encoder-fused")
 SUPPORTED_POOLINGS = ("first", "last", "avg", "max", "sum", "rms", "abs_max", "abs_avg", "pass")
 SUPPORTED_SCORERS = ("simple", "weighted-dot", "mlp", "hopfield", "cross-attn")
 TOKEN_STATE_SCORERS = ("cross-attn",)  # they score a text's token states, which only 'pass' pooling keeps
@@ -24,9 +24,10 @@ _PASS_MISMATCH = (
     "the cross-attn scorer reads a text's token states, which only pooling 'pass' keeps, and every other "
     "scorer takes one vector per text: the reference raises on the mix"
 )
-_PASS_ARCHITECTURE = {
-    "bi-encoder": "its label encoder pools with the same 'pass', and the reference raises (shape mismatch)",
-}
+_LABEL_ENCODER_PASS = (
+    "its label encoder pools with the same 'pass', and the reference raises (shape mismatch)"
+)
+_PASS_ARCHITECTURE = {"bi-encoder": _LABEL_ENCODER_PASS, "bi-encoder-fused": _LABEL_ENCODER_PASS}
 _PASS_CALIBRATOR = "the reference's calibrator takes one vector per text and raises on token states"
 
 

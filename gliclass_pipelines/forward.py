@@ -25,9 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from gliclass_pipelines.arch_fused import fused_logits
 from gliclass_pipelines.encoding import EncodedSequence
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.model_fields import allocated_slots
+
+BI_ENCODERS = ("bi-encoder", "bi-encoder-fused")  # architectures with a label encoder
 
 
 @dataclass
@@ -59,7 +62,7 @@ def collate(sequences: list[EncodedSequence], pad_id: int) -> Batch:
 
 def label_slots(config: Any) -> int | None:
     """The label slots of every sequence of this model (max_labels_alloc), or None for one per label."""
-    if config.architecture_type == "bi-encoder":  # the reference's bi-encoder ignores max_labels_alloc
+    if config.architecture_type in BI_ENCODERS:  # the reference's bi-encoders ignore max_labels_alloc
         return None
     return allocated_slots(getattr(config, "max_labels_alloc", "dynamic"), config.max_num_classes)
 
@@ -96,6 +99,8 @@ class ModelForward:
             mask = batch.attention_mask.to(self.device, non_blocking=True)
             if self.architecture == "bi-encoder":
                 logits = self._bi_encoder_logits(ids, mask, batch.sequences, width)
+            elif self.architecture == "bi-encoder-fused":
+                logits = fused_logits(self, ids, mask, batch.sequences, width)
             else:
                 # a fixed allocation: every slot takes part, the empty ones as in the reference
                 slots = None if self.label_slots is None else ids.new_ones((ids.shape[0], width))

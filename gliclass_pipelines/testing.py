@@ -46,6 +46,7 @@ __all__ = [
 
 BACKBONES = ("bert", "deberta-v2", "modernbert")
 ARCHITECTURES = ("uni-encoder", "bi-encoder")
+MORE_ARCHITECTURES = ("bi-encoder-fused",)  # built by make_tiny_checkpoint, outside the VARIANTS matrix
 POOLINGS = ("first", "avg", "max", "last")
 SCORERS = ("simple", "weighted-dot", "mlp", "hopfield")
 
@@ -201,6 +202,8 @@ def _probe(model: Any, tokenizer: Any, *, architecture: str, prompt_first: bool)
         inputs = dict(tokenizer(sequences, padding="longest", return_tensors="pt"))
         inputs["max_num_classes"] = len(labels)
     else:
+        if architecture == "bi-encoder-fused":
+            texts = [LABEL_MARK * len(labels) + SEP_MARK + text for text in texts]
         text_inputs = tokenizer(texts, padding="longest", return_tensors="pt")
         label_inputs = tokenizer(labels, padding="longest", return_tensors="pt")
         inputs = {
@@ -238,7 +241,7 @@ def _calibrate_logits(model: Any, tokenizer: Any, *, architecture: str, prompt_f
             # MLP-style scorers end in Linear(..., 1): logits are affine in its output
             # (the bi-encoder multiplies the scorer's output by logit_scale)
             last = scorer_layers[-1]
-            multiplier = head.logit_scale.item() if architecture == "bi-encoder" else 1.0
+            multiplier = head.logit_scale.item() if architecture.startswith("bi-encoder") else 1.0
             logits, _ = _probe(model, tokenizer, **probe)
             mean = _round_significant(logits.mean().item() / multiplier)
             scale = _round_significant(_TARGET_LOGIT_STD / max(logits.std().item(), 1e-6))
@@ -317,8 +320,9 @@ def make_tiny_checkpoint(
     """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if architecture not in ARCHITECTURES + MORE_ARCHITECTURES:
+        known = ", ".join(ARCHITECTURES + MORE_ARCHITECTURES)
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of {known}")
     if hidden_size % num_heads:
         raise ValueError(f"hidden_size ({hidden_size}) must be a multiple of num_heads ({num_heads})")
 
@@ -332,7 +336,7 @@ def make_tiny_checkpoint(
     marker_ids = tokenizer.convert_tokens_to_ids(list(MARKERS))
     sizes = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads}
     encoder_config = _backbone_config(backbone, tokenizer, max_length=max_length, **sizes)
-    bi_encoder = architecture == "bi-encoder"
+    bi_encoder = architecture in ("bi-encoder", "bi-encoder-fused")
     fields = {
         "encoder_config": encoder_config,
         # The uni-encoder opens Path(encoder_model_name) / "adapter_config.json", so a name is required;

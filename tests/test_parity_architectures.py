@@ -28,6 +28,20 @@ ARCHITECTURE_VARIANTS = {
         "pooling": "pass",
         "scorer": "cross-attn",
     },
+    "fused-pf-avg-simple": {
+        "backbone": "bert",
+        "architecture": "bi-encoder-fused",
+        "prompt_first": True,
+        "pooling": "avg",
+        "scorer": "simple",
+    },
+    "fused-tf-first-hopfield": {
+        "backbone": "deberta-v2",
+        "architecture": "bi-encoder-fused",
+        "prompt_first": False,
+        "pooling": "first",
+        "scorer": "hopfield",
+    },
 }
 MIXED_LABELS = [*ROW_LABELS, LABELS, ["games"], ["devel", "libs"], ["a", "b", "c", "d", "e", "f", "g"]]
 
@@ -124,6 +138,11 @@ REFUSED_COMBINATIONS = {
         "the number of sizes provided",
     ),
     "bi-encoder with pass": (BI, {"scorer_type": "cross-attn", "pooling_strategy": "pass"}, "shape mismatch"),
+    "bi-encoder-fused with pass": (
+        ARCHITECTURE_VARIANTS["fused-pf-avg-simple"],
+        {"scorer_type": "cross-attn", "pooling_strategy": "pass"},
+        "shape mismatch",
+    ),
 }
 
 
