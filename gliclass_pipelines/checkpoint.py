@@ -168,6 +168,7 @@ def load_checkpoint(directory: Path, spec: str) -> tuple[Any, Any, Any]:
     from gliclass import GLiClassModel
     from transformers import AutoTokenizer
 
+    from gliclass_pipelines.arch_encdec import tie_token_embeddings
     from gliclass_pipelines.checkpoint_checks import check_before_loading, check_loaded
 
     config = check_checkpoint_dir(directory, spec)
@@ -180,6 +181,7 @@ def load_checkpoint(directory: Path, spec: str) -> tuple[Any, Any, Any]:
             )
         except Exception as exc:
             raise ModelLoadError(_weights_message(directory, name, exc)) from exc
+        tie_token_embeddings(model)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
         except Exception as exc:

@@ -13,12 +13,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-SUPPORTED_ARCHITECTURES = ("uni-encoder", "bi-encoder", "bi-encoder-fused")
+SUPPORTED_ARCHITECTURES = (
+    "uni-encoder",
+    "bi-encoder",
+    "bi-encoder-fused",
+    "encoder-decoder",
+    "encoder-decoder-cls",
+)
 SUPPORTED_POOLINGS = ("first", "last", "avg", "max", "sum", "rms", "abs_max", "abs_avg", "pass")
 SUPPORTED_SCORERS = ("simple", "weighted-dot", "mlp", "hopfield", "cross-attn")
 TOKEN_STATE_SCORERS = ("cross-attn",)  # they score a text's token states, which only 'pass' pooling keeps
 # the architectures whose reference forward hands the scorer the token states with their mask
-PASS_POOLING_ARCHITECTURES = ("uni-encoder",)
+PASS_POOLING_ARCHITECTURES = ("uni-encoder", "encoder-decoder")
+LAST_TOKEN_ARCHITECTURES = ("encoder-decoder-cls",)  # the reference ignores pooling_strategy there
 
 _PASS_MISMATCH = (
     "the cross-attn scorer reads a text's token states, which only pooling 'pass' keeps, and every other "
@@ -28,6 +35,10 @@ _LABEL_ENCODER_PASS = (
     "its label encoder pools with the same 'pass', and the reference raises (shape mismatch)"
 )
 _PASS_ARCHITECTURE = {"bi-encoder": _LABEL_ENCODER_PASS, "bi-encoder-fused": _LABEL_ENCODER_PASS}
+_LAST_TOKEN = (
+    "the text's feature is the decoder's last token, one vector, which the cross-attn scorer cannot read: "
+    "the reference raises"
+)
 _PASS_CALIBRATOR = "the reference's calibrator takes one vector per text and raises on token states"
 
 
@@ -48,6 +59,10 @@ def unsupported_features(config: Mapping[str, Any]) -> list[str]:
     ]
     if problems:
         return problems
+    if architecture in LAST_TOKEN_ARCHITECTURES:
+        if scorer in TOKEN_STATE_SCORERS:
+            return [f"scorer_type {scorer!r} with architecture_type {architecture!r} ({_LAST_TOKEN})"]
+        return []
     if (scorer in TOKEN_STATE_SCORERS) != (pooling == "pass"):
         return [f"scorer_type {scorer!r} with pooling_strategy {pooling!r} ({_PASS_MISMATCH})"]
     if pooling == "pass" and architecture not in PASS_POOLING_ARCHITECTURES:

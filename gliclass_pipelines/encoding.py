@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gliclass_pipelines.arch_encdec import ENCODER_DECODERS, encoder_decoder_groups
 from gliclass_pipelines.errors import ConfigError, ModelLoadError
 from gliclass_pipelines.labels_plan import (
     LabelGroup,
@@ -144,6 +145,8 @@ class TextEncoder:
     def label_groups(self, labels: tuple[str, ...], prompt: str, examples: str) -> list[LabelGroup]:
         """Split the labels into groups whose sequences leave room for the text, each within the model's
         label slots."""
+        if self.architecture in ENCODER_DECODERS:
+            return encoder_decoder_groups(self, labels, prompt, examples, self.label_slots)
         room = self.max_length - len(self.prefix) - len(self.suffix) - self.min_text_tokens
         return label_groups(
             labels,
@@ -265,7 +268,7 @@ class TextEncoder:
                     ids[i] = self._tokens_rows(self._text_strings([text], [prompts[i]]), again)[0]
                     if again:
                         failed[i] = again[0]
-        if self.architecture != "bi-encoder" and self.prompt_first:
+        if self.architecture in ("uni-encoder", "bi-encoder-fused") and self.prompt_first:
             ids = [row[1:] for row in ids]
         return ids
 
@@ -290,6 +293,8 @@ class TextEncoder:
     def _text_strings(self, texts: list[str], prompts: list[str]) -> list[str]:
         if self.architecture == "bi-encoder":
             return [f"{prompt} {text}" if prompt else text for text, prompt in zip(texts, prompts)]
+        if self.architecture in ENCODER_DECODERS:  # the prompt follows the labels, in their own sequence
+            return texts
         if self.prompt_first:  # after the <<SEP>> of the labels; the fused layout's prompt goes before them
             return [SEP_MARK + ("" if self.fused else prompt) + text for text, prompt in zip(texts, prompts)]
         return texts
@@ -307,7 +312,7 @@ class TextEncoder:
 
     def _segments_match_reference(self) -> bool:
         """Check that joining separately tokenized segments gives the reference's token ids."""
-        if self.architecture == "bi-encoder":
+        if self.architecture in ("bi-encoder", *ENCODER_DECODERS):
             return True
         probe_text = "A probe text: it checks, token by token, that segments join like the whole."
         labels = ("sports", "science fiction")

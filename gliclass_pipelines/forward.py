@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gliclass_pipelines.arch_encdec import ENCODER_DECODERS, encoder_decoder_logits
 from gliclass_pipelines.arch_fused import fused_logits
 from gliclass_pipelines.encoding import EncodedSequence
 from gliclass_pipelines.errors import ConfigError
@@ -64,6 +65,8 @@ def label_slots(config: Any) -> int | None:
     """The label slots of every sequence of this model (max_labels_alloc), or None for one per label."""
     if config.architecture_type in BI_ENCODERS:  # the reference's bi-encoders ignore max_labels_alloc
         return None
+    if config.architecture_type in ENCODER_DECODERS:  # they always read max_num_classes slots
+        return int(config.max_num_classes)
     return allocated_slots(getattr(config, "max_labels_alloc", "dynamic"), config.max_num_classes)
 
 
@@ -101,6 +104,8 @@ class ModelForward:
                 logits = self._bi_encoder_logits(ids, mask, batch.sequences, width)
             elif self.architecture == "bi-encoder-fused":
                 logits = fused_logits(self, ids, mask, batch.sequences, width)
+            elif self.architecture in ENCODER_DECODERS:
+                logits = encoder_decoder_logits(self, ids, mask, batch.sequences, width)
             else:
                 # a fixed allocation: every slot takes part, the empty ones as in the reference
                 slots = None if self.label_slots is None else ids.new_ones((ids.shape[0], width))

@@ -35,6 +35,7 @@ class LabelGroup:
     offset: int
     head: tuple[int, ...]
     tail: tuple[int, ...]
+    decoder: tuple[int, ...] = ()  # encoder-decoder architectures: the label sequence, on its own
 
 
 @dataclass(frozen=True)

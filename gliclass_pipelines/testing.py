@@ -45,8 +45,13 @@ __all__ = [
 
 
 BACKBONES = ("bert", "deberta-v2", "modernbert")
+MORE_BACKBONES = ("t5",)  # for the encoder-decoder architectures, outside the VARIANTS matrix
 ARCHITECTURES = ("uni-encoder", "bi-encoder")
-MORE_ARCHITECTURES = ("bi-encoder-fused",)  # built by make_tiny_checkpoint, outside the VARIANTS matrix
+MORE_ARCHITECTURES = (
+    "bi-encoder-fused",
+    "encoder-decoder",
+    "encoder-decoder-cls",
+)  # built by make_tiny_checkpoint, outside the VARIANTS matrix
 POOLINGS = ("first", "avg", "max", "last")
 SCORERS = ("simple", "weighted-dot", "mlp", "hopfield")
 
@@ -154,6 +159,21 @@ def _backbone_config(
             local_attention=64,
             global_attn_every_n_layers=2,
         )
+    if backbone == "t5":  # encoder-decoder architectures
+        from transformers import T5Config
+
+        return T5Config(
+            vocab_size=len(tokenizer),
+            d_model=hidden_size,
+            d_kv=hidden_size // num_heads,
+            d_ff=2 * hidden_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            relative_attention_num_buckets=8,
+            pad_token_id=tokenizer.pad_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.sep_token_id,
+        )
     raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
 
 
@@ -196,7 +216,12 @@ def _probe(model: Any, tokenizer: Any, *, architecture: str, prompt_first: bool)
     import torch
 
     texts, labels = list(_PROBE_TEXTS), list(_PROBE_LABELS)
-    if architecture == "uni-encoder":
+    if architecture.startswith("encoder-decoder"):
+        inputs = dict(tokenizer(texts, padding="longest", return_tensors="pt"))
+        classes = tokenizer(["".join(LABEL_MARK + label for label in labels) + SEP_MARK] * len(texts))
+        inputs["class_input_ids"] = torch.tensor(classes["input_ids"])
+        inputs["class_attention_mask"] = torch.tensor(classes["attention_mask"])
+    elif architecture == "uni-encoder":
         prompt = "".join(LABEL_MARK + label for label in labels) + SEP_MARK
         sequences = [prompt + text if prompt_first else text + prompt for text in texts]
         inputs = dict(tokenizer(sequences, padding="longest", return_tensors="pt"))
@@ -318,8 +343,8 @@ def make_tiny_checkpoint(
     Returns:
         The absolute path of the checkpoint directory.
     """
-    if backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    if backbone not in BACKBONES + MORE_BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}, t5")
     if architecture not in ARCHITECTURES + MORE_ARCHITECTURES:
         known = ", ".join(ARCHITECTURES + MORE_ARCHITECTURES)
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {known}")

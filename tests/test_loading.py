@@ -172,8 +172,6 @@ def test_directory_without_config_json(tmp_path):
     ("field", "value", "supported"),
     [
         ("architecture_type", "decoder-kv", "uni-encoder, bi-encoder"),
-        ("architecture_type", "encoder-decoder", "uni-encoder, bi-encoder"),
-        ("architecture_type", "encoder-decoder-cls", "uni-encoder, bi-encoder"),
         ("scorer_type", "decoder-kv", "simple, weighted-dot, mlp, hopfield, cross-attn"),
         ("pooling_strategy", "attention", "first, last, avg, max"),
     ],
