@@ -27,6 +27,9 @@ TOKEN_STATE_SCORERS = ("cross-attn",)  # they score a text's token states, which
 PASS_POOLING_ARCHITECTURES = ("uni-encoder", "encoder-decoder")
 LAST_TOKEN_ARCHITECTURES = ("encoder-decoder-cls",)  # the reference ignores pooling_strategy there
 
+NOT_YET = {  # defined by the reference, not run here yet
+    "decoder-kv": "a decoder backbone scored from its KV cache by a recurrent scorer: no implementation yet",
+}
 _PASS_MISMATCH = (
     "the cross-attn scorer reads a text's token states, which only pooling 'pass' keeps, and every other "
     "scorer takes one vector per text: the reference raises on the mix"
@@ -49,7 +52,7 @@ def unsupported_features(config: Mapping[str, Any]) -> list[str]:
     scorer = config.get("scorer_type", "simple")
     pooling = config.get("pooling_strategy", "first")
     problems = [
-        f"{field} {_short(value)} (supported: {', '.join(supported)})"
+        f"{field} {_short(value)} (supported: {', '.join(supported)}{_not_yet(value)})"
         for field, value, supported in (
             ("architecture_type", architecture, SUPPORTED_ARCHITECTURES),
             ("scorer_type", scorer, SUPPORTED_SCORERS),
@@ -71,6 +74,10 @@ def unsupported_features(config: Mapping[str, Any]) -> list[str]:
     if pooling == "pass" and config.get("use_calibrator"):
         return [f"use_calibrator=True with pooling_strategy 'pass' ({_PASS_CALIBRATOR})"]
     return []
+
+
+def _not_yet(value: Any) -> str:
+    return f"; {value} is {NOT_YET[value]}" if isinstance(value, str) and value in NOT_YET else ""
 
 
 def _short(value: Any) -> str:

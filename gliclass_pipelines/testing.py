@@ -47,11 +47,7 @@ __all__ = [
 BACKBONES = ("bert", "deberta-v2", "modernbert")
 MORE_BACKBONES = ("t5",)  # for the encoder-decoder architectures, outside the VARIANTS matrix
 ARCHITECTURES = ("uni-encoder", "bi-encoder")
-MORE_ARCHITECTURES = (
-    "bi-encoder-fused",
-    "encoder-decoder",
-    "encoder-decoder-cls",
-)  # built by make_tiny_checkpoint, outside the VARIANTS matrix
+MORE_ARCHITECTURES = ("bi-encoder-fused", "encoder-decoder", "encoder-decoder-cls")  # not in VARIANTS
 POOLINGS = ("first", "avg", "max", "last")
 SCORERS = ("simple", "weighted-dot", "mlp", "hopfield")
 
@@ -170,8 +166,7 @@ def _backbone_config(
             num_layers=num_layers,
             num_heads=num_heads,
             relative_attention_num_buckets=8,
-            pad_token_id=tokenizer.pad_token_id,
-            decoder_start_token_id=tokenizer.pad_token_id,
+            **dict.fromkeys(("pad_token_id", "decoder_start_token_id"), tokenizer.pad_token_id),
             eos_token_id=tokenizer.sep_token_id,
         )
     raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")

@@ -53,6 +53,27 @@ ARCHITECTURE_VARIANTS = {
     # with max pooling this random T5 amplified float32 noise to 1.1e-4 between batch 1 and 16 on one row
     # (0.0 in float64: the batching is exact; the tiny random weights are not well conditioned)
     "encdec-first-hopfield": {"backbone": "t5", "architecture": "encoder-decoder", "scorer": "hopfield"},
+    "fused-tf-max-mlp": {
+        "backbone": "modernbert",
+        "architecture": "bi-encoder-fused",
+        "prompt_first": False,
+        "pooling": "max",
+        "scorer": "mlp",
+    },
+    "fused-pf-last-wdot": {
+        "backbone": "bert",
+        "architecture": "bi-encoder-fused",
+        "pooling": "last",
+        "scorer": "weighted-dot",
+    },
+    "encdec-last-mlp": {
+        "backbone": "t5",
+        "architecture": "encoder-decoder",
+        "pooling": "last",
+        "scorer": "mlp",
+    },
+    "encdec-first-wdot": {"backbone": "t5", "architecture": "encoder-decoder", "scorer": "weighted-dot"},
+    "encdec-cls-hopfield": {"backbone": "t5", "architecture": "encoder-decoder-cls", "scorer": "hopfield"},
     "encdec-cls-mlp": {"backbone": "t5", "architecture": "encoder-decoder-cls", "scorer": "mlp"},
     "encdec-cls-wdot": {"backbone": "t5", "architecture": "encoder-decoder-cls", "scorer": "weighted-dot"},
 }
