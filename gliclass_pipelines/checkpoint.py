@@ -15,13 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gliclass_pipelines.combinations import unsupported_features
 from gliclass_pipelines.errors import ModelLoadError, UnsupportedModelError
 from gliclass_pipelines.model_fields import field_problems
 from gliclass_pipelines.redaction import shorten
 
-SUPPORTED_ARCHITECTURES = ("uni-encoder", "bi-encoder")
-SUPPORTED_POOLINGS = ("first", "last", "avg", "max", "sum", "rms", "abs_max", "abs_avg")
-SUPPORTED_SCORERS = ("simple", "weighted-dot", "mlp", "hopfield")
 MAX_JSON_BYTES = 64 * 1024 * 1024  # a config or tokenizer config is kilobytes
 MAX_CHECKPOINT_FILES = 1_000  # a checkpoint folder holds a handful of files
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -92,18 +90,9 @@ def _refuse_special_files(directory: Path, name: str) -> None:
 
 def _refuse_unsupported_features(config: dict[str, Any], name: str) -> None:
     """Refuse, naming every one, the features this library does not run: architecture, scorer and pooling
-    (in that order: a scorer needs its pooling, so the scorer is the feature to name first), then the
-    config fields gliclass_pipelines.model_fields refuses."""
-    problems = []
-    for field, default, supported in (
-        ("architecture_type", "uni-encoder", SUPPORTED_ARCHITECTURES),
-        ("scorer_type", "simple", SUPPORTED_SCORERS),
-        ("pooling_strategy", "first", SUPPORTED_POOLINGS),
-    ):
-        value = config.get(field, default)
-        if value not in supported:
-            problems.append(f"{field} {shorten(repr(value))} (supported: {', '.join(supported)})")
-    problems += [shorten(problem, 400) for problem in field_problems(config)]
+    or their combination (gliclass_pipelines.combinations), then the config fields
+    gliclass_pipelines.model_fields refuses."""
+    problems = [shorten(problem, 400) for problem in unsupported_features(config) + field_problems(config)]
     if problems:
         raise UnsupportedModelError(
             f"model '{name}': not supported by gliclass-pipelines: {'; '.join(problems)}"
@@ -179,6 +168,7 @@ def load_checkpoint(directory: Path, spec: str) -> tuple[Any, Any, Any]:
     from gliclass import GLiClassModel
     from transformers import AutoTokenizer
 
+    from gliclass_pipelines.arch_encdec import tie_token_embeddings
     from gliclass_pipelines.checkpoint_checks import check_before_loading, check_loaded
 
     config = check_checkpoint_dir(directory, spec)
@@ -191,6 +181,7 @@ def load_checkpoint(directory: Path, spec: str) -> tuple[Any, Any, Any]:
             )
         except Exception as exc:
             raise ModelLoadError(_weights_message(directory, name, exc)) from exc
+        tie_token_embeddings(model)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
         except Exception as exc:
@@ -198,7 +189,7 @@ def load_checkpoint(directory: Path, spec: str) -> tuple[Any, Any, Any]:
                 f"model '{name}': loading the tokenizer in {shorten(directory)} failed: {shorten(exc, 500)}"
             ) from exc
         label_tokenizer = None
-        if config.get("architecture_type") == "bi-encoder":
+        if config.get("architecture_type") in ("bi-encoder", "bi-encoder-fused"):
             label_tokenizer = _label_tokenizer(config.get("label_model_name"), directory, name)
         check_loaded(model, report, tokenizer, label_tokenizer, name)
     return model, tokenizer, label_tokenizer

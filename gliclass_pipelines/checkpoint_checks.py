@@ -43,7 +43,8 @@ def check_before_loading(directory: Path, config: dict[str, Any], name: str) -> 
 def check_loaded(model: Any, report: dict[str, Any], tokenizer: Any, label_tokenizer: Any, name: str) -> None:
     check_weights_report(model, report, name)
     inner = model.model
-    check_tokenizer(tokenizer, _embedding_rows(inner.encoder_model), name)
+    backbone = inner.encoder_decoder_model if hasattr(inner, "encoder_decoder_model") else inner.encoder_model
+    check_tokenizer(tokenizer, _embedding_rows(backbone), name)
     check_markers(model.config, tokenizer, name)
     if label_tokenizer is not None:
         check_tokenizer(label_tokenizer, _embedding_rows(inner.label_encoder), name, "label tokenizer")

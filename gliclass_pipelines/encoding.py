@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gliclass_pipelines.arch_encdec import ENCODER_DECODERS, encoder_decoder_groups
 from gliclass_pipelines.errors import ConfigError, ModelLoadError
 from gliclass_pipelines.labels_plan import (
     LabelGroup,
@@ -128,6 +129,7 @@ class TextEncoder:
         self.prompt_first = prompt_first
         self.max_length = max_length
         self.label_slots = label_slots
+        self.fused = architecture == "bi-encoder-fused"  # labels in the text as bare <<LABEL>> tokens
         self.prefix, self.suffix = special_affixes(tokenizer)
         self.joint_tokenization = not self._segments_match_reference()
 
@@ -143,6 +145,8 @@ class TextEncoder:
     def label_groups(self, labels: tuple[str, ...], prompt: str, examples: str) -> list[LabelGroup]:
         """Split the labels into groups whose sequences leave room for the text, each within the model's
         label slots."""
+        if self.architecture in ENCODER_DECODERS:
+            return encoder_decoder_groups(self, labels, prompt, examples, self.label_slots)
         room = self.max_length - len(self.prefix) - len(self.suffix) - self.min_text_tokens
         return label_groups(
             labels,
@@ -153,6 +157,7 @@ class TextEncoder:
             max_length=self.max_length,
             prompt_first=self.prompt_first,
             max_labels=self.label_slots,
+            fused=self.fused,
         )
 
     def _label_tokens(self, texts: list[str]) -> list[list[int]]:
@@ -199,7 +204,7 @@ class TextEncoder:
         sequences, truncated = [], False
         for group in plan.groups:
             budget = self._budget(group)
-            if self.joint_tokenization and len(ids) <= budget:
+            if (self.joint_tokenization or self._text_meets_prompt(plan)) and len(ids) <= budget:
                 sequences.append(EncodedSequence(row, plan, group, self._joint_ids(text, plan, group)))
                 continue
             if len(ids) <= budget:
@@ -263,7 +268,7 @@ class TextEncoder:
                     ids[i] = self._tokens_rows(self._text_strings([text], [prompts[i]]), again)[0]
                     if again:
                         failed[i] = again[0]
-        if self.architecture == "uni-encoder" and self.prompt_first:
+        if self.architecture in ("uni-encoder", "bi-encoder-fused") and self.prompt_first:
             ids = [row[1:] for row in ids]
         return ids
 
@@ -288,17 +293,26 @@ class TextEncoder:
     def _text_strings(self, texts: list[str], prompts: list[str]) -> list[str]:
         if self.architecture == "bi-encoder":
             return [f"{prompt} {text}" if prompt else text for text, prompt in zip(texts, prompts)]
-        if self.prompt_first:
-            return [SEP_MARK + prompt + text for text, prompt in zip(texts, prompts)]
+        if self.architecture in ENCODER_DECODERS:  # the prompt follows the labels, in their own sequence
+            return texts
+        if self.prompt_first:  # after the <<SEP>> of the labels; the fused layout's prompt goes before them
+            return [SEP_MARK + ("" if self.fused else prompt) + text for text, prompt in zip(texts, prompts)]
         return texts
 
+    def _text_meets_prompt(self, plan: LabelPlan) -> bool:
+        """Whether the reference's string puts the prompt right after the text, with no marker between
+        (bi-encoder-fused, text first): the two then tokenize together, so the row is tokenized whole."""
+        return self.fused and not self.prompt_first and bool(plan.prompt)
+
     def _joint_ids(self, text: str, plan: LabelPlan, group: LabelGroup) -> list[int]:
-        whole = reference_string(text, group.labels, plan.prompt, plan.examples, self.prompt_first)
+        whole = reference_string(
+            text, group.labels, plan.prompt, plan.examples, self.prompt_first, self.fused
+        )
         return self.tokenizer(whole)["input_ids"]
 
     def _segments_match_reference(self) -> bool:
         """Check that joining separately tokenized segments gives the reference's token ids."""
-        if self.architecture != "uni-encoder":
+        if self.architecture in ("bi-encoder", *ENCODER_DECODERS):
             return True
         probe_text = "A probe text: it checks, token by token, that segments join like the whole."
         labels = ("sports", "science fiction")
@@ -307,7 +321,9 @@ class TextEncoder:
         group = self.label_groups(labels, prompt, examples)[0]
         ids = self.text_ids([probe_text], [prompt], None)[0]
         joined = [*self.prefix, *group.head, *ids, *group.tail, *self.suffix]
-        whole = self.tokenizer(reference_string(probe_text, labels, prompt, examples, self.prompt_first))
+        whole = self.tokenizer(
+            reference_string(probe_text, labels, prompt, examples, self.prompt_first, self.fused)
+        )
         return joined == list(whole["input_ids"])
 
 

@@ -6,9 +6,10 @@ mixes labels, so a text's scores do not depend on which texts share its batch.
 
 Of the reference's scorers, ``hopfield`` mixes labels (a softmax over the label slots); it runs here with
 its own weights over the slots the reference allocates to that row alone (:data:`LABEL_MIXING_SCORERS`).
-``simple``, ``weighted-dot`` and ``mlp`` score each label on its own; ``cross-attn`` lets each label attend
-over the text's tokens (masked by the text mask), never over the other labels. The calibrator reads
-statistics over a row's labels, through the class mask, which counts real labels only.
+``simple``, ``weighted-dot`` and ``mlp`` score each label on its own; ``cross-attn`` (with ``pass`` pooling,
+which keeps the token states) lets each label attend over the sequence's tokens, masked by the attention
+mask, never over the other labels. The calibrator reads statistics over a row's labels, through the class
+mask, which counts real labels only.
 
 Label slots follow the checkpoint's ``max_labels_alloc``: the uni-encoder gets one slot per label
 (``"dynamic"``), ``max_num_classes`` slots (``"fixed"``) or the integer's; empty allocated slots take part
@@ -24,9 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from gliclass_pipelines.arch_encdec import ENCODER_DECODERS, encoder_decoder_logits
+from gliclass_pipelines.arch_fused import fused_logits
 from gliclass_pipelines.encoding import EncodedSequence
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.model_fields import allocated_slots
+
+BI_ENCODERS = ("bi-encoder", "bi-encoder-fused")  # architectures with a label encoder
 
 
 @dataclass
@@ -58,8 +63,10 @@ def collate(sequences: list[EncodedSequence], pad_id: int) -> Batch:
 
 def label_slots(config: Any) -> int | None:
     """The label slots of every sequence of this model (max_labels_alloc), or None for one per label."""
-    if config.architecture_type == "bi-encoder":  # the reference's bi-encoder ignores max_labels_alloc
+    if config.architecture_type in BI_ENCODERS:  # the reference's bi-encoders ignore max_labels_alloc
         return None
+    if config.architecture_type in ENCODER_DECODERS:  # they always read max_num_classes slots
+        return int(config.max_num_classes)
     return allocated_slots(getattr(config, "max_labels_alloc", "dynamic"), config.max_num_classes)
 
 
@@ -95,6 +102,10 @@ class ModelForward:
             mask = batch.attention_mask.to(self.device, non_blocking=True)
             if self.architecture == "bi-encoder":
                 logits = self._bi_encoder_logits(ids, mask, batch.sequences, width)
+            elif self.architecture == "bi-encoder-fused":
+                logits = fused_logits(self, ids, mask, batch.sequences, width)
+            elif self.architecture in ENCODER_DECODERS:
+                logits = encoder_decoder_logits(self, ids, mask, batch.sequences, width)
             else:
                 # a fixed allocation: every slot takes part, the empty ones as in the reference
                 slots = None if self.label_slots is None else ids.new_ones((ids.shape[0], width))
@@ -225,7 +236,10 @@ def calibrated(
 
 
 def masked_pool(strategy: str, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Pool token states over real tokens only: the answer a batch of one (no padding) gives."""
+    """Pool token states over real tokens only: the answer a batch of one (no padding) gives. ``pass``
+    keeps every token's state; the scorer that reads them (cross-attn) masks the padding itself."""
+    if strategy == "pass":
+        return states
     if strategy == "first":
         return states[:, 0]
     if strategy == "last":

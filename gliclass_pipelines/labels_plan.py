@@ -35,6 +35,7 @@ class LabelGroup:
     offset: int
     head: tuple[int, ...]
     tail: tuple[int, ...]
+    decoder: tuple[int, ...] = ()  # encoder-decoder architectures: the label sequence, on its own
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,20 @@ def label_block(labels: Sequence[str]) -> str:
     return "".join(f"{LABEL_MARK}{label}" for label in labels) + SEP_MARK
 
 
-def reference_string(text: str, labels: Sequence[str], prompt: str, examples: str, prompt_first: bool) -> str:
-    """The input string the reference pipeline builds for a uni-encoder."""
-    section = label_block(labels) + prompt
+def label_section(labels: Sequence[str], prompt: str, fused: bool = False) -> str:
+    """The labels and prompt as the reference lays them out: each label after its <<LABEL>> then the
+    prompt (uni-encoder), or the prompt then one bare <<LABEL>> per label (bi-encoder-fused, whose label
+    embeddings replace those tokens)."""
+    if fused:
+        return (f"{prompt} " if prompt else "") + LABEL_MARK * len(labels) + SEP_MARK
+    return label_block(labels) + prompt
+
+
+def reference_string(
+    text: str, labels: Sequence[str], prompt: str, examples: str, prompt_first: bool, fused: bool = False
+) -> str:
+    """The input string the reference pipeline builds for a uni-encoder (or a bi-encoder-fused)."""
+    section = label_section(labels, prompt, fused)
     return section + text + examples if prompt_first else text + section + examples
 
 
@@ -84,6 +96,7 @@ def label_groups(
     max_length: int,
     prompt_first: bool,
     max_labels: int | None = None,
+    fused: bool = False,
 ) -> list[LabelGroup]:
     """Split the labels into groups whose label tokens (with prompt and examples) fit in `room`, of at
     most `max_labels` labels each (the model's label slots, when it allocates a fixed number)."""
@@ -92,13 +105,13 @@ def label_groups(
         return tokenize([text])[0] if text else []
 
     def group(part: tuple[str, ...], offset: int) -> LabelGroup:
-        block = label_block(part)
-        if prompt_first:
-            return LabelGroup(part, offset, tuple(ids(block)), tuple(ids(examples)))
-        return LabelGroup(part, offset, (), tuple(ids(block + prompt + examples)))
+        if prompt_first:  # the uni-encoder's prompt is tokenized with the text (TextEncoder.text_ids)
+            head = label_section(part, prompt, fused) if fused else label_block(part)
+            return LabelGroup(part, offset, tuple(ids(head)), tuple(ids(examples)))
+        return LabelGroup(part, offset, (), tuple(ids(label_section(part, prompt, fused) + examples)))
 
-    fixed = len(ids(SEP_MARK + prompt)) + len(ids(examples))
-    sizes = [len(x) for x in tokenize([f"{LABEL_MARK}{label}" for label in labels])]
+    fixed = len(ids(label_section((), prompt, fused) if fused else SEP_MARK + prompt)) + len(ids(examples))
+    sizes = [1] * len(labels) if fused else [len(x) for x in tokenize([f"{LABEL_MARK}{x}" for x in labels])]
     groups, start, used = [], 0, fixed
     for i, size in enumerate(sizes):
         if (used + size > room or i - start == max_labels) and i > start:

@@ -22,12 +22,10 @@ from gliclass_pipelines.checkpoint import (
     MAX_CHECKPOINT_FILES,
     MAX_JSON_BYTES,
     PICKLE_SUFFIXES,
-    SUPPORTED_ARCHITECTURES,
-    SUPPORTED_POOLINGS,
-    SUPPORTED_SCORERS,
     check_checkpoint_dir,
     load_checkpoint,
 )
+from gliclass_pipelines.combinations import SUPPORTED_ARCHITECTURES, SUPPORTED_POOLINGS, SUPPORTED_SCORERS
 from gliclass_pipelines.errors import ConfigError, ModelLoadError
 from gliclass_pipelines.model_cache import CACHE_ENV, copy_remote, remote_cache_root, source_version
 from gliclass_pipelines.redaction import redact, shorten

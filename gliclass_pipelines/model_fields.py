@@ -67,8 +67,8 @@ _RECURRENT = {
 CONFIG_FIELDS: dict[str, FieldUse] = {
     "encoder_config": _h("the encoder, " + _BUILT),
     "encoder_model": _h("loading: the reference's from_pretrained reads it"),
-    "label_model_config": _h("the bi-encoder's label encoder, " + _BUILT),
-    "label_model_name": _h("the bi-encoder's label tokenizer is loaded from it (or label_tokenizer/)"),
+    "label_model_config": _h("the bi-encoders' (plain and fused) label encoder, " + _BUILT),
+    "label_model_name": _h("the bi-encoders' label tokenizer is loaded from it (or label_tokenizer/)"),
     "class_token_index": _h("the <<LABEL>> token whose states the reference's feature extraction reads", -1),
     "text_token_index": _h("the <<TEXT>> token of segment embeddings", -1),
     "example_token_index": _h("the <<EXAMPLE>> token of segment embeddings", -1),
@@ -81,14 +81,16 @@ CONFIG_FIELDS: dict[str, FieldUse] = {
         "pipeline does",
         "single_label_classification",
     ),
-    "max_num_classes": _h("the label slots of max_labels_alloc='fixed'", 25),
+    "max_num_classes": _h("the label slots of max_labels_alloc='fixed' and of the encoder-decoders", 25),
     "use_lstm": FieldUse(REFUSED, "the forward runs no LSTM over the text states", False),
     "initializer_range": _t("initialisation of weights the checkpoint does not hold", 0.03),
-    "scorer_type": _h("one of the supported scorers (checkpoint.SUPPORTED_SCORERS)", "simple"),
+    "scorer_type": _h("one of the supported scorers (combinations.SUPPORTED_SCORERS)", "simple"),
     "scorer_num_heads": _h("the scorer's heads, " + _BUILT, 16),
     "scorer_mlp_hidden_size": _h("the scorer's width, " + _BUILT, 1024),
     "scorer_attn_dropout": _t("dropout, off at inference", 0.1),
-    "pooling_strategy": _h("one of the supported poolings, masked (checkpoint.SUPPORTED_POOLINGS)", "first"),
+    "pooling_strategy": _h(
+        "one of the supported poolings, masked (combinations.SUPPORTED_POOLINGS)", "first"
+    ),
     "class_token_pooling": _h("the reference's feature extraction reads it", "first"),
     "focal_loss_alpha": _t("the loss", 0.5),
     "focal_loss_gamma": _t("the loss", 2),
@@ -105,7 +107,7 @@ CONFIG_FIELDS: dict[str, FieldUse] = {
     ),
     "contrastive_loss_coef": _t("the loss", 0),
     "architecture_type": _h(
-        "one of the supported architectures (checkpoint.SUPPORTED_ARCHITECTURES)", "uni-encoder"
+        "one of the supported architectures (combinations.SUPPORTED_ARCHITECTURES)", "uni-encoder"
     ),
     "prompt_first": _h("the input layout: labels before or after the text", False),
     "squeeze_layers": FieldUse(

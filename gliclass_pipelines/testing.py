@@ -45,7 +45,9 @@ __all__ = [
 
 
 BACKBONES = ("bert", "deberta-v2", "modernbert")
+MORE_BACKBONES = ("t5",)  # for the encoder-decoder architectures, outside the VARIANTS matrix
 ARCHITECTURES = ("uni-encoder", "bi-encoder")
+MORE_ARCHITECTURES = ("bi-encoder-fused", "encoder-decoder", "encoder-decoder-cls")  # not in VARIANTS
 POOLINGS = ("first", "avg", "max", "last")
 SCORERS = ("simple", "weighted-dot", "mlp", "hopfield")
 
@@ -153,6 +155,20 @@ def _backbone_config(
             local_attention=64,
             global_attn_every_n_layers=2,
         )
+    if backbone == "t5":  # encoder-decoder architectures
+        from transformers import T5Config
+
+        return T5Config(
+            vocab_size=len(tokenizer),
+            d_model=hidden_size,
+            d_kv=hidden_size // num_heads,
+            d_ff=2 * hidden_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            relative_attention_num_buckets=8,
+            **dict.fromkeys(("pad_token_id", "decoder_start_token_id"), tokenizer.pad_token_id),
+            eos_token_id=tokenizer.sep_token_id,
+        )
     raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
 
 
@@ -195,12 +211,19 @@ def _probe(model: Any, tokenizer: Any, *, architecture: str, prompt_first: bool)
     import torch
 
     texts, labels = list(_PROBE_TEXTS), list(_PROBE_LABELS)
-    if architecture == "uni-encoder":
+    if architecture.startswith("encoder-decoder"):
+        inputs = dict(tokenizer(texts, padding="longest", return_tensors="pt"))
+        classes = tokenizer(["".join(LABEL_MARK + label for label in labels) + SEP_MARK] * len(texts))
+        inputs["class_input_ids"] = torch.tensor(classes["input_ids"])
+        inputs["class_attention_mask"] = torch.tensor(classes["attention_mask"])
+    elif architecture == "uni-encoder":
         prompt = "".join(LABEL_MARK + label for label in labels) + SEP_MARK
         sequences = [prompt + text if prompt_first else text + prompt for text in texts]
         inputs = dict(tokenizer(sequences, padding="longest", return_tensors="pt"))
         inputs["max_num_classes"] = len(labels)
     else:
+        if architecture == "bi-encoder-fused":
+            texts = [LABEL_MARK * len(labels) + SEP_MARK + text for text in texts]
         text_inputs = tokenizer(texts, padding="longest", return_tensors="pt")
         label_inputs = tokenizer(labels, padding="longest", return_tensors="pt")
         inputs = {
@@ -238,7 +261,7 @@ def _calibrate_logits(model: Any, tokenizer: Any, *, architecture: str, prompt_f
             # MLP-style scorers end in Linear(..., 1): logits are affine in its output
             # (the bi-encoder multiplies the scorer's output by logit_scale)
             last = scorer_layers[-1]
-            multiplier = head.logit_scale.item() if architecture == "bi-encoder" else 1.0
+            multiplier = head.logit_scale.item() if architecture.startswith("bi-encoder") else 1.0
             logits, _ = _probe(model, tokenizer, **probe)
             mean = _round_significant(logits.mean().item() / multiplier)
             scale = _round_significant(_TARGET_LOGIT_STD / max(logits.std().item(), 1e-6))
@@ -315,10 +338,11 @@ def make_tiny_checkpoint(
     Returns:
         The absolute path of the checkpoint directory.
     """
-    if backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if backbone not in BACKBONES + MORE_BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}, t5")
+    if architecture not in ARCHITECTURES + MORE_ARCHITECTURES:
+        known = ", ".join(ARCHITECTURES + MORE_ARCHITECTURES)
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of {known}")
     if hidden_size % num_heads:
         raise ValueError(f"hidden_size ({hidden_size}) must be a multiple of num_heads ({num_heads})")
 
@@ -332,7 +356,7 @@ def make_tiny_checkpoint(
     marker_ids = tokenizer.convert_tokens_to_ids(list(MARKERS))
     sizes = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads}
     encoder_config = _backbone_config(backbone, tokenizer, max_length=max_length, **sizes)
-    bi_encoder = architecture == "bi-encoder"
+    bi_encoder = architecture in ("bi-encoder", "bi-encoder-fused")
     fields = {
         "encoder_config": encoder_config,
         # The uni-encoder opens Path(encoder_model_name) / "adapter_config.json", so a name is required;

@@ -163,7 +163,7 @@ def build_tokenizer(corpus: Iterable[str], max_length: int, backbone: str) -> An
 
     # Like the real ones: BERT and DeBERTa tokenizers also return token_type_ids, which the GLiClass
     # pipeline passes on to the backbone; ModernBERT's tokenizer does not (its model would ignore them).
-    if backbone == "modernbert":
+    if backbone in ("modernbert", "t5"):
         model_input_names = ["input_ids", "attention_mask"]
     else:
         model_input_names = ["input_ids", "token_type_ids", "attention_mask"]

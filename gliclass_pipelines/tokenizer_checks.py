@@ -134,8 +134,9 @@ def _probe(tokenizer: Any, name: str, role: str) -> list[list[int]]:
 
 
 def check_markers(config: Any, tokenizer: Any, name: str) -> None:
-    """A uni-encoder's marker tokens must be single tokens whose ids are the config's indices."""
-    if config.architecture_type != "uni-encoder":
+    """The marker tokens of a model that reads them (all but the plain bi-encoder) must be single tokens
+    whose ids are the config's indices."""
+    if config.architecture_type == "bi-encoder":
         return
     fields: dict[str, str | None] = {LABEL_MARK: "class_token_index", SEP_MARK: None}
     if getattr(config, "use_segment_embeddings", False):

@@ -172,11 +172,8 @@ def test_directory_without_config_json(tmp_path):
     ("field", "value", "supported"),
     [
         ("architecture_type", "decoder-kv", "uni-encoder, bi-encoder"),
-        ("architecture_type", "encoder-decoder", "uni-encoder, bi-encoder"),
-        ("architecture_type", "encoder-decoder-cls", "uni-encoder, bi-encoder"),
-        ("architecture_type", "bi-encoder-fused", "uni-encoder, bi-encoder"),
-        ("scorer_type", "cross-attn", "simple, weighted-dot, mlp"),
-        ("pooling_strategy", "pass", "first, last, avg, max"),
+        ("scorer_type", "decoder-kv", "simple, weighted-dot, mlp, hopfield, cross-attn"),
+        ("pooling_strategy", "attention", "first, last, avg, max"),
     ],
 )
 def test_unsupported_models_are_refused_with_the_supported_ones(
@@ -194,9 +191,7 @@ def test_unsupported_models_are_refused_with_the_supported_ones(
 @pytest.mark.parametrize(
     ("changes", "named"),
     [
-        # the cross-attn scorer scores token states, so its checkpoints pool with 'pass': the scorer is
-        # the feature to name, first
-        ({"scorer_type": "cross-attn", "pooling_strategy": "pass"}, ["scorer_type 'cross-attn'", "'pass'"]),
+        ({"scorer_type": "cross-attn", "pooling_strategy": "first"}, ["scorer_type 'cross-attn'", "'first'"]),
         (
             {"architecture_type": "decoder-kv", "scorer_type": "decoder-kv", "use_lstm": True},
             ["architecture_type 'decoder-kv'", "scorer_type 'decoder-kv'", "use_lstm=True"],
