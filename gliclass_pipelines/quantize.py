@@ -112,6 +112,18 @@ def _check_quantizable(model: Any) -> None:
         )
 
 
+def has_vnni() -> bool:
+    """Whether this CPU multiplies int8 with VNNI. Without it, ONNX Runtime's u8 x s8 kernels add pairs of
+    products in 16 bits, which saturate (scores off by up to 0.56 on an AVX2 EPYC), so weights are
+    unsigned there (u8 x u8 kernels, no pairwise 16-bit sums)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            flags = info.read(1 << 20)
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
 def build_int8_session(encoder: Any, config: Any, keep_float32: str = KEEP_FLOAT32) -> bytes:
     """The encoder as a quantized ONNX model (serialized): exported, checked against torch, quantized."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -126,7 +138,7 @@ def build_int8_session(encoder: Any, config: Any, keep_float32: str = KEEP_FLOAT
             quantize_dynamic(
                 exported,
                 quantized,
-                weight_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8 if has_vnni() else QuantType.QUInt8,
                 per_channel=True,
                 op_types_to_quantize=["MatMul"],
                 nodes_to_exclude=excluded,
