@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from gliclass_pipelines.labels_plan import LabelGroup, label_section
 
 if TYPE_CHECKING:
+    import torch
+
     from gliclass_pipelines.encoding import EncodedSequence
 
 ENCODER_DECODERS = ("encoder-decoder", "encoder-decoder-cls")
@@ -55,6 +55,8 @@ def encoder_decoder_logits(
     forward: Any, ids: torch.Tensor, mask: torch.Tensor, sequences: list[EncodedSequence], width: int
 ) -> torch.Tensor:
     """Logits (batch, width = max_num_classes) of one padded batch of a model of ENCODER_DECODERS."""
+    import torch
+
     from gliclass_pipelines.forward import calibrated, masked_pool, score
 
     inner, config = forward.inner, forward.config
@@ -95,6 +97,8 @@ def encoder_decoder_logits(
 def _label_batch(
     sequences: list[EncodedSequence], pad_id: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     width = max(len(s.group.decoder) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
