@@ -24,8 +24,8 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
+from gliclass_pipelines._common.checks import split_labels
 from gliclass_pipelines.beam import DEAD_LETTERS, ClassifyText, dead_letter
-from gliclass_pipelines.checks import split_labels
 from gliclass_pipelines.taxonomy import Taxonomy
 
 

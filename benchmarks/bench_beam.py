@@ -46,7 +46,7 @@ def read_rows(limit: int) -> list[dict[str, Any]]:
 
 
 def checkpoint(corpus: list[str]) -> Path:
-    from gliclass_pipelines.testing import make_tiny_checkpoint
+    from gliclass_pipelines.testing.checkpoints import make_tiny_checkpoint
 
     path = CACHE / "-".join(f"{k}{v}" for k, v in SHAPE.items())
     if not (path / "config.json").is_file():
@@ -64,7 +64,7 @@ def run_beam(handler: Any, texts: list[str], transform: str) -> int:
     from apache_beam.ml.inference.base import RunInference
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    from gliclass_pipelines.beam import ClassifyText
+    from gliclass_pipelines.beam.transforms import ClassifyText
 
     with beam.Pipeline(runner=FnApiRunner()) as pipeline:
         elements = pipeline | beam.Create(texts)
@@ -119,8 +119,8 @@ def main() -> None:
 
     import torch
 
-    from gliclass_pipelines.beam import GLiClassModelHandler
-    from gliclass_pipelines.loading import load_count
+    from gliclass_pipelines.beam.transforms import GLiClassModelHandler
+    from gliclass_pipelines.model.sources import load_count
 
     rows = read_rows(max(args.texts, 5000))
     texts = [r["text"] for r in rows[: args.texts]]

@@ -66,8 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def classifier_with(path: Path, convert: Callable[[Any], Any] | None, max_length: int | None = None) -> Any:
     """A Classifier on a fresh float32 copy of the checkpoint, its model passed through `convert`."""
-    from gliclass_pipelines.engine import Classifier
-    from gliclass_pipelines.loading import load_checkpoint
+    from gliclass_pipelines.core.classifier import Classifier
+    from gliclass_pipelines.model.sources import load_checkpoint
 
     model, tokenizer, label_tokenizer = load_checkpoint(path, str(path))
     model.eval()
@@ -85,7 +85,7 @@ def classifier_with(path: Path, convert: Callable[[Any], Any] | None, max_length
 
 
 def onnx_int8(threads: int, keep: str) -> Callable[[Any], Any]:
-    from gliclass_pipelines.quantize import quantize
+    from gliclass_pipelines.model.int8 import quantize
 
     return lambda model: quantize(model, threads=threads, keep_float32=keep)
 
@@ -111,7 +111,7 @@ def torch_ao_dynamic(model: Any) -> Any:
 
 
 def builders(threads: int) -> dict[str, Callable[[Any], Any] | None]:
-    from gliclass_pipelines.quantize import KEEP_FLOAT32
+    from gliclass_pipelines.model.int8 import KEEP_FLOAT32
 
     return {
         "float32": None,
@@ -317,9 +317,9 @@ def quality(args: Any) -> dict[str, Any]:
     import bench_quality
     import torch
 
+    from gliclass_pipelines.model.int8 import KEEP_FLOAT32
     from gliclass_pipelines.quality.calibrate import calibrate
     from gliclass_pipelines.quality.evaluate import gold_matrix, predict_scores, score_matrix
-    from gliclass_pipelines.quantize import KEEP_FLOAT32
 
     torch.set_num_threads(args.thread_counts[0])
     splits, labels = bench_quality.load(bench_quality.DATA)

@@ -29,8 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gliclass_pipelines.cli.quality import prior_value  # noqa: E402
 from gliclass_pipelines.quality.calibrate import calibrate  # noqa: E402
-from gliclass_pipelines.quality.cli import prior_value  # noqa: E402
 from gliclass_pipelines.quality.evaluate import evaluate, gold_matrix  # noqa: E402
 
 logger = logging.getLogger("bench_quality")
@@ -193,7 +193,7 @@ def spark_rows_per_second(scores: np.ndarray, rows: list[dict], labels: list[str
     from pyspark.sql import SparkSession
 
     from gliclass_pipelines import Taxonomy
-    from gliclass_pipelines.quality.spark_eval import evaluate_dataframe
+    from gliclass_pipelines.spark.evaluate import evaluate_dataframe
 
     spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
     records = [([{"label": lab, "score": float(s)} for lab, s in zip(labels, row)], r["labels"])

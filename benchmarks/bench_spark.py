@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import functions as F
 
     from gliclass_pipelines import Classifier
-    from gliclass_pipelines.spark import gliclass_udf
+    from gliclass_pipelines.spark.udf import gliclass_udf
 
     texts = common.sample_texts("debian", args.texts)
     labels = common.label_set(args.labels)

@@ -394,7 +394,7 @@ def adapter_model(texts: list[str], hidden: int, layers: int, name: str) -> str:
     """A random-weight checkpoint of the given width and depth, in a fresh temporary folder."""
     import tempfile
 
-    from gliclass_pipelines.testing import make_tiny_checkpoint
+    from gliclass_pipelines.testing.checkpoints import make_tiny_checkpoint
 
     heads = 4 if hidden % 4 == 0 else 2
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{name}-")) / "model"

@@ -30,7 +30,7 @@ import time
 import torch
 
 import common
-from gliclass_pipelines.engine import Classifier
+from gliclass_pipelines.core.classifier import Classifier
 
 device = os.environ["GPU_CHECK_DEVICE"]
 if device.startswith("cuda") and not torch.cuda.is_available():

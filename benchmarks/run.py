@@ -111,7 +111,7 @@ def load_models(shape: common.Shape, threads: int) -> dict[str, Any]:
     from gliclass import GLiClassModel
     from transformers import AutoTokenizer, pipeline
 
-    from gliclass_pipelines.engine import Classifier
+    from gliclass_pipelines.core.classifier import Classifier
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -455,7 +455,7 @@ def capped_plan(clf: Any, min_efficiency: float) -> Callable[..., list[Any]]:
 def collate(sequences: list[Any], pad_id: int) -> Any:
     import torch
 
-    from gliclass_pipelines.engine import Batch
+    from gliclass_pipelines.core.classifier import Batch
 
     width = max(len(s.ids) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
@@ -468,7 +468,7 @@ def collate(sequences: list[Any], pad_id: int) -> Any:
 
 def capped_classifier(clf: Any, min_efficiency: float) -> Any:
     """A second Classifier on the same weights whose planner is the capped prototype."""
-    from gliclass_pipelines.engine import Classifier
+    from gliclass_pipelines.core.classifier import Classifier
 
     other = Classifier(clf.model, clf.tokenizer, source=clf.source, device=str(clf.device), dtype=clf.dtype)
     other.plan_batches = capped_plan(other, min_efficiency)

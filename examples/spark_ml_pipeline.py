@@ -16,7 +16,7 @@ from pathlib import Path
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 
-from gliclass_pipelines.spark_ml import GLiClassTransformer
+from gliclass_pipelines.spark.ml import GLiClassTransformer
 
 MODEL = os.environ.get("GLICLASS_MODEL") or "knowledgator/gliclass-edge-v3.0"
 DATA = Path(__file__).resolve().parent / "data" / "sample.jsonl"

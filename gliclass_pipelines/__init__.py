@@ -14,7 +14,7 @@ from gliclass_pipelines.errors import (
     ModelLoadError,
     UnsupportedModelError,
 )
-from gliclass_pipelines.taxonomy import Taxonomy
+from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
 
 __version__ = "0.1.0"
 
@@ -31,14 +31,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from gliclass_pipelines.config import ClassifyConfig
-    from gliclass_pipelines.engine import Classifier
-    from gliclass_pipelines.outcomes import RunStats
+    from gliclass_pipelines.core.classifier import Classifier
+    from gliclass_pipelines.core.config import ClassifyConfig
+    from gliclass_pipelines.core.outcomes import RunStats
 
 _LAZY = {
-    "Classifier": "gliclass_pipelines.engine",  # torch
-    "ClassifyConfig": "gliclass_pipelines.config",  # numpy
-    "RunStats": "gliclass_pipelines.outcomes",
+    "Classifier": "gliclass_pipelines.core.classifier",  # torch
+    "ClassifyConfig": "gliclass_pipelines.core.config",  # numpy
+    "RunStats": "gliclass_pipelines.core.outcomes",
 }
 
 

@@ -14,7 +14,7 @@ as the model's ``model_config``.
 
 ``spark_udf`` cannot return an array of structs or a null map, so for Spark the model answers JSON text
 (``result_format="json"``, ``"null"`` for a null input), which :func:`parse_json` turns into exactly the
-column ``gliclass_udf`` gives (``from_json`` with :data:`gliclass_pipelines.results.SPARK_DDL`, except
+column ``gliclass_udf`` gives (``from_json`` with :data:`gliclass_pipelines.core.results.SPARK_DDL`, except
 that "top" goes through an array: ``from_json`` makes a struct of nulls, not null, from ``"null"``).
 """
 
@@ -32,11 +32,11 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from gliclass_pipelines.config import ClassifyConfig
+from gliclass_pipelines._common.redaction import redact
+from gliclass_pipelines.core.config import ClassifyConfig
 from gliclass_pipelines.errors import ConfigError
-from gliclass_pipelines.loading import ModelSource
-from gliclass_pipelines.redaction import redact
-from gliclass_pipelines.taxonomy import Taxonomy
+from gliclass_pipelines.model.sources import ModelSource
+from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
 
 __all__ = ["GLiClassPyfunc", "log_model", "model_config", "parse_json", "save_model"]
 
@@ -107,7 +107,7 @@ def parse_json(column: Any, output: str) -> Any:
     """A Spark Column of ``result_format="json"`` text as the column gliclass_udf gives for `output`."""
     from pyspark.sql import functions as F
 
-    from gliclass_pipelines.results import SPARK_DDL, check_output
+    from gliclass_pipelines.core.results import SPARK_DDL, check_output
 
     if check_output(output) == "top":
         wrapped = F.concat(F.lit("["), column, F.lit("]"))

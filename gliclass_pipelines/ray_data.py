@@ -6,11 +6,11 @@
     ds = classify_dataset(ray.data.read_parquet("in/"), "text", labels=["sports", "politics"],
                           model="knowledgator/gliclass-edge-v3.0", concurrency=2, num_gpus=1)
 
-The driver only builds and checks a :class:`~gliclass_pipelines.config.ClassifyConfig`. Each actor of
+The driver only builds and checks a :class:`~gliclass_pipelines.core.config.ClassifyConfig`. Each actor of
 the pool loads the model once, in ``__init__``; with ``num_gpus`` Ray gives the actor its GPU(s) through
 ``CUDA_VISIBLE_DEVICES`` and the engine uses the first (``cuda:0`` inside the actor) unless ``device``
 names one. Each batch comes back as an Arrow table: the input columns, then ``output_col`` typed as
-Spark's column (:func:`gliclass_pipelines.results.arrow_type`), one result per row in the batch's order,
+Spark's column (:func:`gliclass_pipelines.core.results.arrow_type`), one result per row in the batch's order,
 null for a null or blank text. Like Spark, Ray Data does not keep the order of blocks unless
 ``DataContext.get_current().execution_options.preserve_order = True``; a result never leaves its row.
 """
@@ -23,11 +23,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from gliclass_pipelines.config import ClassifyConfig
+from gliclass_pipelines._common.redaction import redact
+from gliclass_pipelines.core.config import ClassifyConfig
+from gliclass_pipelines.core.outcomes import RunStats, log_failed
+from gliclass_pipelines.core.results import STRUCT_LABELS, has_map, has_struct, labels_from_arrow, to_arrow
 from gliclass_pipelines.errors import ConfigError
-from gliclass_pipelines.outcomes import RunStats, log_failed
-from gliclass_pipelines.redaction import redact
-from gliclass_pipelines.results import STRUCT_LABELS, has_map, has_struct, labels_from_arrow, to_arrow
 
 __all__ = ["BATCH_FORMATS", "GLiClassPredictor", "classify_dataset"]
 

@@ -4,7 +4,7 @@
     python scripts/coverage_report.py --check   # exit 1 if the README section is stale
 
 Each combination the reference gliclass 0.1.21 defines is either refused at load
-(gliclass_pipelines.combinations, with the reason) or run; a run combination shows the largest score
+(gliclass_pipelines.model.combinations, with the reason) or run; a run combination shows the largest score
 difference the parity tests measured (build/coverage.json, written by tests/test_parity*.py) or says that no
 parity test covers it. tests/test_coverage_doc.py fails while the section's rows differ from what the
 declarations give (measured figures may differ between runs and do not make it stale).
@@ -40,7 +40,7 @@ def tested_combinations() -> set[str]:
     from coverage_support import combination_key
     from test_parity_architectures import ARCHITECTURE_VARIANTS
 
-    from gliclass_pipelines.testing import VARIANTS
+    from gliclass_pipelines.testing.checkpoints import VARIANTS
 
     variants = [*VARIANTS, *ARCHITECTURE_VARIANTS.values()]
     return {
@@ -71,7 +71,7 @@ def rows(figures: dict[str, Any]) -> list[str]:
 
 def outcome(architecture: str, scorer: str, pooling: str) -> str:
     """'runs', or why the combination is refused (the reason without the values that name it)."""
-    from gliclass_pipelines.combinations import NOT_YET, unsupported_features
+    from gliclass_pipelines.model.combinations import NOT_YET, unsupported_features
 
     config = {"architecture_type": architecture, "scorer_type": scorer, "pooling_strategy": pooling}
     problems = unsupported_features(config)

@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build(args: argparse.Namespace) -> Any:
     """The validated ClassifyConfig; raises ConfigError before any Spark work."""
     from gliclass_pipelines import Taxonomy
-    from gliclass_pipelines.config import ClassifyConfig
+    from gliclass_pipelines.core.config import ClassifyConfig
 
     return ClassifyConfig(
         model=args.model,

@@ -67,7 +67,7 @@ def _frozen(value):
 @pytest.fixture(scope="session")
 def checkpoint_factory(tmp_path_factory):
     """Build each tiny checkpoint variant once per session: factory(**variant) -> Path."""
-    from gliclass_pipelines.testing import make_tiny_checkpoint
+    from gliclass_pipelines.testing.checkpoints import make_tiny_checkpoint
 
     built: dict[tuple, Path] = {}
 
@@ -117,7 +117,7 @@ def _restore_library_log_levels():
     leave them set for the tests that run after them (caplog would miss their INFO lines)."""
     import logging
 
-    names = ("gliclass_pipelines", "gliclass_pipelines.config")
+    names = ("gliclass_pipelines", "gliclass_pipelines.core.config")
     levels = {name: logging.getLogger(name).level for name in names}
     yield
     for name, level in levels.items():

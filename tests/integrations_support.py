@@ -38,7 +38,7 @@ def expected(
     model: str, texts: list[Any], labels: Any = LABELS, output: str = "labels", **settings: Any
 ) -> list:
     """What the in-process engine gives for these rows, shaped like the adapters' output."""
-    from gliclass_pipelines.config import ClassifyConfig
+    from gliclass_pipelines.core.config import ClassifyConfig
 
     per_row = isinstance(labels, list) and isinstance(labels[0], list | type(None))
     config = ClassifyConfig(

@@ -52,7 +52,7 @@ def pause_before_first_chunk(ready: Path, go: Path) -> None:
 
 
 def fake_pid(pid: str) -> None:
-    from gliclass_pipelines.cli import output
+    from gliclass_pipelines.io import output
 
     host = socket.gethostname().replace("-", "_")
     output.run_tag = lambda: f"{host}-{pid}-{uuid.uuid4().hex[:8]}"

@@ -19,13 +19,13 @@ def probe_column(text_col: str, **settings: Any) -> Any:
     """A Column of probe structs for the job gliclass_udf(text_col, **settings) would run."""
     from pyspark.sql import functions as F
 
-    from gliclass_pipelines.config import ClassifyConfig
+    from gliclass_pipelines.core.config import ClassifyConfig
 
     config = ClassifyConfig.from_settings(settings.pop("model"), settings.pop("labels"), **settings)
 
     def probe(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:  # struct: yields DataFrames
-        from gliclass_pipelines.loading import load_count
-        from gliclass_pipelines.spark import task_model
+        from gliclass_pipelines.model.sources import load_count
+        from gliclass_pipelines.spark.udf import task_model
 
         found = None
         for texts in batches:

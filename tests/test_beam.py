@@ -23,15 +23,15 @@ from apache_beam.transforms import window  # noqa: E402
 from beam_support import collected, sink  # noqa: E402
 
 from gliclass_pipelines import Classifier, ConfigError  # noqa: E402
-from gliclass_pipelines import beam as gbeam  # noqa: E402
-from gliclass_pipelines.beam import (  # noqa: E402
+from gliclass_pipelines.beam import transforms as gbeam  # noqa: E402
+from gliclass_pipelines.beam.transforms import (  # noqa: E402
     ClassifyText,
     GLiClassDoFn,
     GLiClassModelHandler,
     batching_kwargs,
 )
-from gliclass_pipelines.config import ClassifyConfig  # noqa: E402
-from gliclass_pipelines.loading import load_count  # noqa: E402
+from gliclass_pipelines.core.config import ClassifyConfig  # noqa: E402
+from gliclass_pipelines.model.sources import load_count  # noqa: E402
 
 pytestmark = pytest.mark.beam
 
@@ -463,7 +463,7 @@ def make_probe():
         """Runs in the process that ran the inference: which process, and how many models it loaded."""
         import os
 
-        from gliclass_pipelines.loading import load_count
+        from gliclass_pipelines.model.sources import load_count
 
         return os.getpid(), load_count(), result.example, result.inference
 
@@ -478,7 +478,7 @@ def load_logging_handler(log: Path, *args, **kwargs):
         def load_model(self):
             import os
 
-            from gliclass_pipelines.loading import load_count
+            from gliclass_pipelines.model.sources import load_count
 
             before = load_count()
             model = super().load_model()

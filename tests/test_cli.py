@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from gliclass_pipelines import cli
-from gliclass_pipelines.results import arrow_type
+from gliclass_pipelines.core.results import arrow_type
 
 LABELS = ["libraries", "games", "science", "networking"]
 N_ROWS = 40
@@ -47,7 +47,7 @@ def inputs(rows, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def expected(rows, tiny_checkpoint) -> dict[str, dict[str, float] | None]:
     """The classifier's own results, id -> {label: score}, for the outputs to match."""
-    from gliclass_pipelines.engine import Classifier
+    from gliclass_pipelines.core.classifier import Classifier
 
     texts = [r["text"] for r in rows]
     texts[BLANK_ROW] = None  # blank and null both give a null result
@@ -136,7 +136,7 @@ def test_local_runner_reads_csv_with_any_line_ending(
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_local_runner_reads_the_input_once(fmt, inputs, tiny_checkpoint, tmp_path, monkeypatch):
-    from gliclass_pipelines.cli.inputs import lines as readers
+    from gliclass_pipelines.io.readers import lines as readers
 
     opened = []
 
@@ -419,7 +419,7 @@ def test_every_flag_has_help_and_help_states_rows_per_second(capsys):
 
 
 def test_make_test_model_writes_a_loadable_checkpoint(tmp_path, capsys):
-    from gliclass_pipelines.engine import Classifier
+    from gliclass_pipelines.core.classifier import Classifier
 
     assert cli.main(["make-test-model", str(tmp_path / "tiny")]) == 0
     assert "GLICLASS_MODEL=" in capsys.readouterr().out

@@ -12,15 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gliclass_pipelines import Classifier, ConfigError, Taxonomy
-from gliclass_pipelines.batching import cut_batches, deduplicate, default_batch_tokens, restore
-from gliclass_pipelines.engine import (
+from gliclass_pipelines.core.batching import cut_batches, deduplicate, default_batch_tokens, restore
+from gliclass_pipelines.core.classifier import (
     DEFAULT_MAX_LENGTH,
     estimate_label_tokens,
     estimate_tokens,
     labels_for_rows,
     text_token_cap,
 )
-from gliclass_pipelines.outcomes import RowOutcome, RunStats
+from gliclass_pipelines.core.outcomes import RowOutcome, RunStats
 
 LABELS = ["libraries", "games", "science", "networking"]
 
@@ -301,7 +301,7 @@ HIERARCHIES = [{"software": ["library", "game"]}, {"topic": {"science": ["physic
 
 
 def test_a_list_of_mappings_is_per_row_and_never_merged(first_clf, debian_texts, tiny_checkpoint):
-    from gliclass_pipelines.config import ClassifyConfig
+    from gliclass_pipelines.core.config import ClassifyConfig
 
     texts = debian_texts[:2]
     mine = first_clf.classify(texts, HIERARCHIES, threshold=0.0)

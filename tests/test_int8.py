@@ -9,7 +9,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from gliclass_pipelines.errors import ConfigError, ModelLoadError  # noqa: E402
-from gliclass_pipelines.quantize import check_precision, precision_device, quantize  # noqa: E402
+from gliclass_pipelines.model.int8 import check_precision, precision_device, quantize  # noqa: E402
 
 TEXTS = [
     "A library for parsing XML files quickly.",
@@ -24,8 +24,8 @@ LABELS = ["libs", "games", "science", "python", "graphics"]
 
 def fresh_classifier(path, *, int8: bool):
     """A Classifier on its own float32 copy of the checkpoint, quantized when asked."""
-    from gliclass_pipelines.engine import Classifier
-    from gliclass_pipelines.loading import load_checkpoint
+    from gliclass_pipelines.core.classifier import Classifier
+    from gliclass_pipelines.model.sources import load_checkpoint
 
     model, tokenizer, label_tokenizer = load_checkpoint(path, str(path))
     model.eval()
@@ -103,7 +103,7 @@ def test_precision_values_and_combinations():
 
 
 def test_bi_encoder_is_refused_with_the_way_out(checkpoint_factory):
-    from gliclass_pipelines.loading import load_checkpoint
+    from gliclass_pipelines.model.sources import load_checkpoint
 
     path = checkpoint_factory(architecture="bi-encoder")
     model, _, _ = load_checkpoint(path, str(path))
@@ -114,7 +114,7 @@ def test_bi_encoder_is_refused_with_the_way_out(checkpoint_factory):
 def test_only_a_float32_cpu_model_is_quantized(checkpoint_factory):
     import torch
 
-    from gliclass_pipelines.loading import load_checkpoint
+    from gliclass_pipelines.model.sources import load_checkpoint
 
     path = checkpoint_factory()
     model, _, _ = load_checkpoint(path, str(path))
@@ -128,8 +128,8 @@ def test_only_a_float32_cpu_model_is_quantized(checkpoint_factory):
 
 
 def test_an_export_that_does_not_match_torch_is_refused(checkpoint_factory, monkeypatch):
-    from gliclass_pipelines import quantize as quantize_module
-    from gliclass_pipelines.loading import load_checkpoint
+    from gliclass_pipelines.model import int8 as quantize_module
+    from gliclass_pipelines.model.sources import load_checkpoint
 
     path = checkpoint_factory()
     model, _, _ = load_checkpoint(path, str(path))
@@ -143,8 +143,8 @@ def test_an_export_that_does_not_match_torch_is_refused(checkpoint_factory, monk
 def test_the_onnx_path_without_int8_matches_float32(checkpoint_factory):
     """With every MatMul left float32 the exported graph, run one unpadded sequence at a time, gives
     float32's scores: what int8 changes is the quantization alone."""
-    from gliclass_pipelines.engine import Classifier
-    from gliclass_pipelines.loading import load_checkpoint
+    from gliclass_pipelines.core.classifier import Classifier
+    from gliclass_pipelines.model.sources import load_checkpoint
 
     path = checkpoint_factory(backbone="modernbert")
     model, tokenizer, _ = load_checkpoint(path, str(path))
@@ -161,8 +161,8 @@ def test_the_onnx_path_without_int8_matches_float32(checkpoint_factory):
 
 
 def test_registry_keeps_float32_and_int8_apart(checkpoint_factory):
-    from gliclass_pipelines.engine import Classifier
-    from gliclass_pipelines.loading import REGISTRY
+    from gliclass_pipelines.core.classifier import Classifier
+    from gliclass_pipelines.model.sources import REGISTRY
 
     path = checkpoint_factory(backbone="modernbert", seed=3)
     int8 = Classifier.load(path, device="cpu", precision="int8", num_threads=1)
@@ -180,8 +180,8 @@ def test_registry_keeps_float32_and_int8_apart(checkpoint_factory):
 
 
 def test_load_refuses_int8_on_a_gpu_before_loading(checkpoint_factory):
-    from gliclass_pipelines.engine import Classifier
-    from gliclass_pipelines.loading import load_count
+    from gliclass_pipelines.core.classifier import Classifier
+    from gliclass_pipelines.model.sources import load_count
 
     path = checkpoint_factory()
     before = load_count()
@@ -201,7 +201,7 @@ ADAPTER_LABELS = ["libraries", "games", "science", "networking"]
 @pytest.fixture(scope="module")
 def int8_expected(tiny_checkpoint, debian_texts):
     """In-process int8 results for 30 real texts and a null: what every adapter must give."""
-    from gliclass_pipelines.engine import Classifier
+    from gliclass_pipelines.core.classifier import Classifier
 
     texts = [*debian_texts[:30], None]
     clf = Classifier.load(tiny_checkpoint, device="cpu", precision="int8")
@@ -223,7 +223,7 @@ def _label(item: dict) -> str:
 
 def assert_differs_from_float32(model: str, texts, int8_results) -> None:
     """int8's scores are not float32's: an adapter that dropped precision would fail the comparison."""
-    from gliclass_pipelines.engine import Classifier
+    from gliclass_pipelines.core.classifier import Classifier
 
     float32 = Classifier.load(model, device="cpu").run(texts, ADAPTER_LABELS, return_all=True).results
     diffs = [
@@ -236,7 +236,7 @@ def assert_differs_from_float32(model: str, texts, int8_results) -> None:
 
 
 def test_classify_config_carries_precision(tiny_checkpoint, int8_expected):
-    from gliclass_pipelines.config import ClassifyConfig
+    from gliclass_pipelines.core.config import ClassifyConfig
 
     texts, want = int8_expected
     model = str(tiny_checkpoint)
@@ -257,7 +257,7 @@ def test_classify_config_carries_precision(tiny_checkpoint, int8_expected):
 
 @pytest.mark.spark
 def test_spark_udf_runs_int8(spark, tiny_checkpoint, int8_expected):
-    from gliclass_pipelines.spark import gliclass_udf
+    from gliclass_pipelines.spark.udf import gliclass_udf
 
     texts, want = int8_expected
     df = spark.createDataFrame(list(enumerate(texts)), "id long, text string").repartition(2)
@@ -280,7 +280,7 @@ def test_beam_handler_runs_int8(tiny_checkpoint, int8_expected, tmp_path):
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
     from beam_support import collected, sink
 
-    from gliclass_pipelines.beam import GLiClassModelHandler
+    from gliclass_pipelines.beam.transforms import GLiClassModelHandler
 
     texts, want = int8_expected
     handler = GLiClassModelHandler(str(tiny_checkpoint), ADAPTER_LABELS, precision="int8", threshold=0.0)
@@ -320,8 +320,8 @@ def test_cli_precision_flag(tiny_checkpoint, int8_expected, tmp_path):
 
 @pytest.mark.spark
 def test_spark_ml_transformer_runs_int8_and_keeps_it_on_disk(spark, tiny_checkpoint, int8_expected, tmp_path):
-    from gliclass_pipelines.spark import gliclass_udf
-    from gliclass_pipelines.spark_ml import GLiClassTransformer
+    from gliclass_pipelines.spark.ml import GLiClassTransformer
+    from gliclass_pipelines.spark.udf import gliclass_udf
 
     texts, want = int8_expected
     model = str(tiny_checkpoint)

@@ -59,7 +59,7 @@ def test_pyfunc_predict_equals_engine(logged, tiny_checkpoint):
 def test_spark_udf_equals_gliclass_udf(logged, spark, tiny_checkpoint):
     """Every output kind in one job: spark_udf's JSON, parsed, is the column gliclass_udf gives."""
     from gliclass_pipelines.mlflow_flavor import parse_json
-    from gliclass_pipelines.spark import gliclass_udf
+    from gliclass_pipelines.spark.udf import gliclass_udf
 
     frame = spark.createDataFrame(list(enumerate(TEXTS)), "id int, text string").repartition(2)
     columns = ["id"]

@@ -1,5 +1,5 @@
 """Every GLiClassModelConfig field is honoured (parity with the reference), refused at load, or shown not to
-change inference: the table in gliclass_pipelines.model_fields, checked against the reference's source."""
+change inference: the table in gliclass_pipelines.model.fields, checked against the reference's source."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from gliclass_pipelines import Classifier
 from gliclass_pipelines.errors import UnsupportedModelError
-from gliclass_pipelines.model_fields import (
+from gliclass_pipelines.model.fields import (
     CONFIG_FIELDS,
     HONOURED,
     OTHER_ARCHITECTURES,

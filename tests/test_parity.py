@@ -6,7 +6,7 @@ import pytest
 from coverage_support import combination_key, record
 
 from gliclass_pipelines import Classifier, Taxonomy
-from gliclass_pipelines.testing import VARIANTS, variant_id
+from gliclass_pipelines.testing.checkpoints import VARIANTS, variant_id
 
 TOL = 1e-5
 LABELS = ["libraries", "games", "science", "networking", "python modules"]

@@ -106,7 +106,7 @@ def test_evaluate_refuses_mismatched_rows():
 @pytest.mark.spark
 @pytest.mark.parametrize("kind", ["list", "map"])
 def test_spark_evaluate_matches_the_hand_computed_table(spark, kind):
-    from gliclass_pipelines.quality.spark_eval import evaluate_dataframe
+    from gliclass_pipelines.spark.evaluate import evaluate_dataframe
 
     if kind == "list":
         schema = "labels array<struct<label:string,score:float>>, gold array<string>"
@@ -123,7 +123,7 @@ def test_spark_evaluate_matches_the_hand_computed_table(spark, kind):
 
 @pytest.mark.spark
 def test_spark_evaluate_refuses_a_wrong_column(spark):
-    from gliclass_pipelines.quality.spark_eval import evaluate_dataframe
+    from gliclass_pipelines.spark.evaluate import evaluate_dataframe
 
     df = spark.createDataFrame([(1, "a")], "labels int, gold string")
     with pytest.raises(ConfigError, match="array<struct<label,score>>"):
@@ -138,7 +138,7 @@ def test_beam_combine_fn_matches_the_hand_computed_table():
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
     from apache_beam.testing.util import assert_that
 
-    from gliclass_pipelines.quality.beam_eval import EvaluateFn
+    from gliclass_pipelines.beam.evaluate import EvaluateFn
 
     def matches(reports):
         assert len(reports) == 1
@@ -244,7 +244,7 @@ def test_auto_prior_keeps_distinct_thresholds_and_pools_noisy_ones():
 def test_the_prior_flag_takes_auto_a_number_or_inf():
     import argparse
 
-    from gliclass_pipelines.quality.cli import prior_value
+    from gliclass_pipelines.cli.quality import prior_value
 
     assert prior_value("auto") == "auto" and prior_value("3") == 3.0 and prior_value("inf") == float("inf")
     for bad in ("-1", "nan", "lots"):

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from gliclass_pipelines import Classifier, ConfigError, Taxonomy
-from gliclass_pipelines.cli.ownership import claim_folder
+from gliclass_pipelines.io.ownership import claim_folder
 from gliclass_pipelines.quality import finetune
 from gliclass_pipelines.quality.finetune import (
     FineTuneConfig,
@@ -191,7 +191,7 @@ def test_broken_training_files_are_named_errors(tmp_path, content, message):
 def test_a_training_record_over_the_limit_is_a_named_error(tmp_path, monkeypatch, suffix):
     import csv
 
-    from gliclass_pipelines.cli import inputs
+    from gliclass_pipelines.io import readers as inputs
 
     monkeypatch.setattr(inputs.lines, "MAX_RECORD_BYTES", 1 << 16)
     previous = csv.field_size_limit(1 << 16)
@@ -282,7 +282,7 @@ def test_averaged_labels_and_mean_pooling_train_as_the_engine_scores(tiny_checkp
     from gliclass import GLiClassModel
     from transformers import AutoTokenizer
 
-    from gliclass_pipelines.forward import uni_encoder_logits
+    from gliclass_pipelines.core.forward import uni_encoder_logits
 
     encoder = plain_encoder(tiny_checkpoint, tmp_path / "plain-encoder")
     start = bootstrap(encoder, tmp_path / "boot", pooling="avg", class_token_pooling="average",

@@ -14,8 +14,8 @@ pd = pytest.importorskip("pandas")
 pytest.register_assert_rewrite("integrations_support")
 from integrations_support import LABELS, ROW_LABELS, TEXTS, assert_same, expected  # noqa: E402
 
+from gliclass_pipelines.core.results import arrow_type  # noqa: E402
 from gliclass_pipelines.errors import ConfigError  # noqa: E402
-from gliclass_pipelines.results import arrow_type  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_a_map_labels_column_is_each_rows_hierarchy(local_ray, tiny_checkpoint):
     to_pylist would give its (key, value) pairs, which must not read as labels); batch_format='pandas',
     which cannot carry maps back to Arrow, and a struct column (every row gets every row's fields) are
     refused on the driver."""
-    from gliclass_pipelines.config import ClassifyConfig
+    from gliclass_pipelines.core.config import ClassifyConfig
     from gliclass_pipelines.ray_data import classify_dataset
 
     model, texts = str(tiny_checkpoint), [t for t in TEXTS if t and t.strip()][:4]

@@ -29,7 +29,7 @@ from reliability_support import (  # noqa: E402
 )
 
 from gliclass_pipelines import Classifier  # noqa: E402
-from gliclass_pipelines.beam import ClassifyText, Failed, GLiClassModelHandler  # noqa: E402
+from gliclass_pipelines.beam.transforms import ClassifyText, Failed, GLiClassModelHandler  # noqa: E402
 
 pytest_plugins = ["reliability_support"]
 pytestmark = pytest.mark.beam
@@ -133,7 +133,7 @@ FIELDS = ("max_batch_duration_secs", "text_field", "labels_field")
 )
 def test_beam_fuzzed_construction(tiny_checkpoint, reliability):
     from gliclass_pipelines import ConfigError
-    from gliclass_pipelines.loading import load_count
+    from gliclass_pipelines.model.sources import load_count
 
     names = (*BATCHING, *FIELDS, "threshold", "max_length")
     arguments = st.fixed_dictionaries({}, optional={name: st.sampled_from(GARBAGE) for name in names})

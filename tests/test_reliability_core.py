@@ -37,10 +37,10 @@ from reliability_support import (
 )
 
 from gliclass_pipelines import Classifier, ConfigError, ModelLoadError
-from gliclass_pipelines.config import ClassifyConfig
-from gliclass_pipelines.loading import copy_remote
-from gliclass_pipelines.outcomes import log_failed
-from gliclass_pipelines.taxonomy import normalize_label
+from gliclass_pipelines.core.config import ClassifyConfig
+from gliclass_pipelines.core.outcomes import log_failed
+from gliclass_pipelines.model.sources import copy_remote
+from gliclass_pipelines.taxonomy.taxonomy import normalize_label
 
 pytest_plugins = ["reliability_support"]
 
@@ -391,8 +391,8 @@ KILLED_COPY = """
 import sys, time
 from pathlib import Path
 from fsspec.implementations.local import LocalFileSystem
-from gliclass_pipelines.loading import copy_remote
-from gliclass_pipelines.taxonomy import normalize_label
+from gliclass_pipelines.model.sources import copy_remote
+from gliclass_pipelines.taxonomy.taxonomy import normalize_label
 
 def half_then_hang(self, rpath, lpath, recursive=False, **kwargs):
     Path(lpath).mkdir(parents=True, exist_ok=True)

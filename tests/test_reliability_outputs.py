@@ -125,7 +125,7 @@ UNORDERED = {
     "that row failed with 'has no order of its own' (its neighbours scored); shared: ConfigError at config",
 )
 def test_unordered_labels_are_refused(tiny_checkpoint, reliability):
-    from gliclass_pipelines.config import ClassifyConfig
+    from gliclass_pipelines.core.config import ClassifyConfig
     from gliclass_pipelines.errors import ConfigError
 
     config = ClassifyConfig(model=str(tiny_checkpoint), per_row_labels=True, output="scores")
@@ -145,7 +145,7 @@ def test_unordered_labels_are_refused(tiny_checkpoint, reliability):
 def test_a_set_cell_is_refused_whatever_the_hash_seed(tiny_checkpoint):
     """A set's order follows PYTHONHASHSEED: run the same cell under three seeds, all must refuse it."""
     code = (
-        "import sys; from gliclass_pipelines.config import ClassifyConfig; "
+        "import sys; from gliclass_pipelines.core.config import ClassifyConfig; "
         f"c = ClassifyConfig(model={str(tiny_checkpoint)!r}, per_row_labels=True, output='scores'); "
         "r, o = c.classify(['a chess engine'], [{'games', 'science', 'networking', 'editors', 'fonts'}]); "
         "print(o.outcomes[0].kind)"
@@ -297,7 +297,7 @@ def test_output_name_that_is_not_utf8(runner, source, tmp_path, capsys):
 
 FORKED = """
 import multiprocessing, signal, sys
-from gliclass_pipelines.config import ClassifyConfig
+from gliclass_pipelines.core.config import ClassifyConfig
 config = ClassifyConfig(model=sys.argv[1], labels=["games", "science"], output="scores", num_threads=2)
 texts = ["a chess engine with an opening book and many words " * 12] * 48
 parent = config.classify(texts)[0]
@@ -392,8 +392,8 @@ def test_spark_runner_under_sigterm(tiny_checkpoint, tmp_path, reliability):
 
 def test_a_held_lock_keeps_its_folder_and_delays_a_commit(tmp_path, monkeypatch):
     """flock locks belong to an open file, so one process can play both runs: the holder and the other."""
-    from gliclass_pipelines.cli import output as out
-    from gliclass_pipelines.cli.locks import Held, create_locked_marker, release, take_if_free
+    from gliclass_pipelines.io import output as out
+    from gliclass_pipelines.io.locks import Held, create_locked_marker, release, take_if_free
 
     target = tmp_path / "out"
     temp = out.temporary_path(target)

@@ -10,7 +10,7 @@ from beam_support import collected, sink
 from memory_fs import put_in_memory_fs
 from reliability_support import ATTACKS, case
 
-from gliclass_pipelines.loading import CACHE_ENV
+from gliclass_pipelines.model.sources import CACHE_ENV
 
 pytest_plugins = ["reliability_support"]
 
@@ -37,7 +37,7 @@ def test_beam_never_shows_a_model_uri_secret(checkpoint_factory, tmp_path, monke
     from apache_beam.ml.inference.base import ModelMetadata, RunInference
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    from gliclass_pipelines.beam import ClassifyText, GLiClassModelHandler
+    from gliclass_pipelines.beam.transforms import ClassifyText, GLiClassModelHandler
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     caplog.set_level(logging.DEBUG)
@@ -74,8 +74,8 @@ def test_beam_never_shows_a_model_uri_secret(checkpoint_factory, tmp_path, monke
 )
 def test_spark_driver_never_shows_a_model_uri_secret(spark):
     from gliclass_pipelines import ConfigError
-    from gliclass_pipelines.config import ClassifyConfig
-    from gliclass_pipelines.spark import gliclass_udf, gliclass_udf_from_config
+    from gliclass_pipelines.core.config import ClassifyConfig
+    from gliclass_pipelines.spark.udf import gliclass_udf, gliclass_udf_from_config
 
     config = ClassifyConfig.from_settings(FIRST, LABELS)
     shown = [repr(config), str(config), str(gliclass_udf("text", model=FIRST, labels=LABELS))]

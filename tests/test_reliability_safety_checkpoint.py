@@ -22,7 +22,7 @@ import pytest
 from reliability_support import ATTACKS, INPUTS, case
 
 from gliclass_pipelines import Classifier, ModelLoadError
-from gliclass_pipelines.registry import REGISTRY
+from gliclass_pipelines.model.registry import REGISTRY
 
 pytest_plugins = ["reliability_support"]
 
@@ -121,7 +121,7 @@ def test_weights_that_do_not_match_the_model_are_refused(tiny_checkpoint, tmp_pa
 def test_legitimately_absent_or_extra_weights_still_load(checkpoint_factory, tmp_path):
     import torch
 
-    from gliclass_pipelines.checkpoint_checks import _untied
+    from gliclass_pipelines.model.checkpoint_checks import _untied
 
     deberta = checkpoint_factory(backbone="deberta-v2")
     extra = attacks.copy_checkpoint(deberta, tmp_path, "extra-positions")
@@ -264,7 +264,7 @@ def test_a_row_the_tokenizer_panics_on_is_a_failed_row(tiny_checkpoint, clf, tmp
     "ModelLoadError 'took more than 0.2 s' once the limit passes",
 )
 def test_a_tokenizer_that_crawls_on_the_probe_is_refused(monkeypatch):
-    from gliclass_pipelines import tokenizer_checks
+    from gliclass_pipelines.model import tokenizer_checks
 
     release = threading.Event()
 
@@ -363,9 +363,9 @@ def test_chunked_long_texts_stream_in_bounded_memory(tiny_checkpoint, reliabilit
 def test_streamed_windows_score_like_whole_texts(
     checkpoint_factory, monkeypatch, variant, max_length, n_labels
 ):
-    import gliclass_pipelines.encoding as encoding
-    import gliclass_pipelines.long_text as long_text
-    from gliclass_pipelines.tiny_tokenizer import CORPUS
+    import gliclass_pipelines.core.encoding as encoding
+    import gliclass_pipelines.core.long_text as long_text
+    from gliclass_pipelines.testing.tokenizer import CORPUS
 
     text = "  ".join(CORPUS) * 3
     clf = Classifier.load(str(checkpoint_factory(**variant)), device="cpu", max_length=max_length)
@@ -396,8 +396,8 @@ def test_text_pieces_join_into_the_whole_texts_tokens():
     scores test above."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-    from gliclass_pipelines.long_text import text_pieces
-    from gliclass_pipelines.tiny_tokenizer import CORPUS
+    from gliclass_pipelines.core.long_text import text_pieces
+    from gliclass_pipelines.testing.tokenizer import CORPUS
 
     tokenizers = []
     for prefix_space in (False, True):
@@ -460,7 +460,7 @@ def test_a_vocabulary_past_the_embedding_matrix_is_refused(tiny_checkpoint, tmp_
     import transformers
     from transformers import AutoTokenizer
 
-    from gliclass_pipelines.tokenizer_checks import check_tokenizer
+    from gliclass_pipelines.model.tokenizer_checks import check_tokenizer
 
     path = attacks.copy_checkpoint(tiny_checkpoint, tmp_path, "renumbered")
     attacks.huge_vocabulary(path, 2000)

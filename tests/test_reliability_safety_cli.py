@@ -16,7 +16,7 @@ import pytest
 from reliability_support import ATTACKS, FAULTS, INPUTS, case
 
 from gliclass_pipelines import cli
-from gliclass_pipelines.cli.ownership import MARKER
+from gliclass_pipelines.io.ownership import MARKER
 
 pytest_plugins = ["reliability_support"]
 
@@ -177,8 +177,8 @@ def test_root_is_refused(source, tmp_path, capsys):
     "the commit refuses; the previous output and the file survive; the new parts are not moved in",
 )
 def test_commit_checks_the_output_again(source, tiny_checkpoint, tmp_path):
-    from gliclass_pipelines.cli.output import commit
-    from gliclass_pipelines.cli.ownership import NotOursError, write_marker
+    from gliclass_pipelines.io.output import commit
+    from gliclass_pipelines.io.ownership import NotOursError, write_marker
 
     output = tmp_path / "out"
     assert cli.main(classify(source, output, tiny_checkpoint)) == 0
@@ -281,7 +281,7 @@ def test_csv_with_a_byte_that_is_not_utf8(tiny_checkpoint, tmp_path, capsys, cap
     "exit 0: those rows kept; the number's row null (failed), the other with a null id; lines named",
 )
 def test_text_that_turns_into_a_number(tiny_checkpoint, tmp_path, monkeypatch, capsys, caplog):
-    from gliclass_pipelines.cli import inputs
+    from gliclass_pipelines.io import readers as inputs
 
     monkeypatch.setattr(inputs, "SCHEMA_ROWS", 100)  # the types come from the first 100 rows
     rows_in = good_rows(160)
@@ -304,7 +304,7 @@ def test_text_that_turns_into_a_number(tiny_checkpoint, tmp_path, monkeypatch, c
 )
 @pytest.mark.beam
 def test_beam_runner_text_that_turns_into_a_number(tiny_checkpoint, tmp_path, monkeypatch, capsys, caplog):
-    from gliclass_pipelines.cli import inputs
+    from gliclass_pipelines.io import readers as inputs
 
     monkeypatch.setattr(inputs, "SCHEMA_ROWS", 20)
     rows_in = good_rows(30)
@@ -361,7 +361,7 @@ LONG_RECORDS = {  # text of row 00001 -> the reason its row fails
 def test_a_record_over_the_limit(fmt, tiny_checkpoint, tmp_path, monkeypatch, request, capsys, caplog):
     import csv
 
-    from gliclass_pipelines.cli import inputs
+    from gliclass_pipelines.io import readers as inputs
 
     limit = 1 << 20
     monkeypatch.setattr(inputs.lines, "MAX_RECORD_BYTES", limit)

@@ -21,8 +21,8 @@ from memory_fs import put_in_memory_fs
 from reliability_support import ATTACKS, case
 
 from gliclass_pipelines import Classifier, ConfigError, ModelLoadError, UnsupportedModelError
-from gliclass_pipelines.loading import CACHE_ENV, ModelSource, copy_remote
-from gliclass_pipelines.redaction import redact
+from gliclass_pipelines._common.redaction import redact
+from gliclass_pipelines.model.sources import CACHE_ENV, ModelSource, copy_remote
 
 pytest_plugins = ["reliability_support"]
 
@@ -44,7 +44,7 @@ class EvilModel:
 LOAD_IN_CHILD = """
 import sys
 from gliclass_pipelines import Classifier
-from gliclass_pipelines import checkpoint
+from gliclass_pipelines.model import checkpoint
 checked = checkpoint._refuse_custom_code
 for path, mode in zip(sys.argv[1::2], sys.argv[2::2]):
     # bypass-checks: prove that trust_remote_code=False holds on its own
@@ -192,7 +192,7 @@ def test_pickle_weights_are_refused_and_said_why(tiny_checkpoint, tmp_path):
     assert "safetensors" in message and "corrupt" not in message
     assert not marker.exists()
 
-    from gliclass_pipelines.checkpoint import _weights_message
+    from gliclass_pipelines.model.checkpoint import _weights_message
 
     refused = _weights_message(path, "m", pickle.UnpicklingError("Weights only load failed"))
     assert "can run code" in refused and "corrupt" not in refused

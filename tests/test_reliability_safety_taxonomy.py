@@ -19,7 +19,7 @@ import pytest
 from reliability_support import ATTACKS, INPUTS, case
 
 from gliclass_pipelines import ConfigError, cli
-from gliclass_pipelines.taxonomy import MAX_LABELS_ENV, Taxonomy, max_labels
+from gliclass_pipelines.taxonomy.taxonomy import MAX_LABELS_ENV, Taxonomy, max_labels
 
 pytest_plugins = ["reliability_support"]
 
@@ -54,7 +54,7 @@ CHILD = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
 from gliclass_pipelines.errors import ConfigError
-from gliclass_pipelines.taxonomy import Taxonomy
+from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
 try:
     taxonomy = Taxonomy.from_file(sys.argv[1])
 except ConfigError as error:
@@ -228,7 +228,7 @@ def test_cli_jsonl_object_labels_are_read_whole_or_refused(tiny_checkpoint, tmp_
     pytest.importorskip("apache_beam")
     import pyarrow.parquet as pq
 
-    from gliclass_pipelines.cli import inputs
+    from gliclass_pipelines.io import readers as inputs
 
     monkeypatch.setattr(inputs, "SCHEMA_ROWS", 2)  # the third row comes after the rows read for the schema
     trees = [

@@ -80,7 +80,7 @@ MB_ROWS = [
     "lone surrogates (which Spark's UTF-8 conversion replaces) give a row, not a failure",
 )
 def test_spark_fuzzed_rows(spark, tiny_checkpoint, clf, reliability):
-    from gliclass_pipelines.spark import gliclass_udf
+    from gliclass_pipelines.spark.udf import gliclass_udf
 
     model = str(tiny_checkpoint)
     cell = st.one_of(st.none(), st.lists(st.one_of(labels(surrogates=False), st.none()), max_size=5))
@@ -130,7 +130,7 @@ def _encodable(text: str) -> bool:
 )
 def test_spark_fuzzed_labels_refused_on_the_driver(spark, tiny_checkpoint, reliability):
     from gliclass_pipelines import ConfigError
-    from gliclass_pipelines.spark import gliclass_udf
+    from gliclass_pipelines.spark.udf import gliclass_udf
 
     values = st.lists(st.one_of(labels(), labels(), labels(), st.none(), st.integers()), max_size=8)
 
@@ -198,7 +198,7 @@ def _load_job(spark, model: str, work: Path) -> dict[str, Any]:
     import pandas as pd
     from pyspark.sql import functions as F
 
-    from gliclass_pipelines.spark import gliclass_udf
+    from gliclass_pipelines.spark.udf import gliclass_udf
 
     source = pd.read_json(DATA, lines=True)[["text"]]
     copies = LOAD_ROWS // len(source)
@@ -233,7 +233,7 @@ def _retry_job(spark, model: str, work: Path) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
     from gliclass_pipelines import Classifier
-    from gliclass_pipelines.spark import gliclass_udf
+    from gliclass_pipelines.spark.udf import gliclass_udf
 
     marks = work / "marks"
     marks.mkdir(parents=True)

@@ -60,7 +60,7 @@ def classifier(model):
 
 
 def expected(classifier, texts, output: str = "labels", labels=LABELS, threshold: float = 0.5) -> list[Any]:
-    from gliclass_pipelines.results import needs_all_labels, shape
+    from gliclass_pipelines.core.results import needs_all_labels, shape
 
     results = classifier.classify(texts, labels, threshold=threshold, return_all=needs_all_labels(output))
     return shape(results, output)
@@ -103,7 +103,7 @@ def text_frame(spark, rows: list[tuple[Any, Any]], partitions: int = 2):
 
 def test_config_is_validated_on_the_driver(model):
     from gliclass_pipelines import ConfigError
-    from gliclass_pipelines.spark import gliclass_udf
+    from gliclass_pipelines.spark.udf import gliclass_udf
 
     bad = [
         {"labels": LABELS, "model": "not a model id!"},
@@ -127,8 +127,8 @@ def test_udf_closure_holds_only_the_config(spark, model):
 
     from pyspark import cloudpickle
 
-    from gliclass_pipelines.config import ClassifyConfig
-    from gliclass_pipelines.spark import _pandas_udf
+    from gliclass_pipelines.core.config import ClassifyConfig
+    from gliclass_pipelines.spark.udf import _pandas_udf
 
     config = ClassifyConfig.from_settings(model, LABELS)
     function = _pandas_udf(config).func
@@ -141,7 +141,7 @@ def test_udf_closure_holds_only_the_config(spark, model):
 
 def test_classify_dataframe_checks_columns(spark, model):
     from gliclass_pipelines import ConfigError
-    from gliclass_pipelines.spark import classify_dataframe
+    from gliclass_pipelines.spark.udf import classify_dataframe
 
     df = spark.createDataFrame([(1, "a text")], "id long, text string")
     with pytest.raises(ConfigError, match="not a column"):
@@ -154,7 +154,7 @@ def test_classify_dataframe_checks_columns(spark, model):
 
 def test_settings_and_config_paths_agree(model):
     from gliclass_pipelines import ConfigError
-    from gliclass_pipelines.config import ClassifyConfig
+    from gliclass_pipelines.core.config import ClassifyConfig
 
     built = ClassifyConfig.from_settings(model, LABELS, threshold=0.3, output="top", prompt="Kind?")
     assert built == ClassifyConfig(model, LABELS, threshold=0.3, output="top", options={"prompt": "Kind?"})
@@ -167,8 +167,8 @@ def test_batch_results_are_checked_against_their_rows():
     import pandas as pd
 
     from gliclass_pipelines import GLiClassPipelinesError
-    from gliclass_pipelines.outcomes import RowOutcome
-    from gliclass_pipelines.spark import check_rows, row_identity
+    from gliclass_pipelines.core.outcomes import RowOutcome
+    from gliclass_pipelines.spark.udf import check_rows, row_identity
 
     texts = ["a text", None, "another"]
     identity = row_identity(texts)
@@ -190,7 +190,7 @@ def test_batch_results_are_checked_against_their_rows():
 def test_engine_device_uses_the_assigned_gpu_only_when_cuda_can(monkeypatch):
     import torch
 
-    from gliclass_pipelines.spark import engine_device
+    from gliclass_pipelines.spark.udf import engine_device
 
     assert engine_device(None) is None
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -217,7 +217,7 @@ def test_discovery_script_lists_nvidia_smi_indices(tmp_path):
 
 @pytest.mark.parametrize("output", ["labels", "top", "scores"])
 def test_udf_equals_classifier(spark, model, classifier, debian_texts, output):
-    from gliclass_pipelines.spark import gliclass_udf
+    from gliclass_pipelines.spark.udf import gliclass_udf
 
     texts = debian_texts[:150] + [None, "   "]
     df = text_frame(spark, list(enumerate(texts)))
@@ -234,7 +234,7 @@ def test_udf_equals_classifier(spark, model, classifier, debian_texts, output):
 
 
 def test_null_texts_give_null(spark, model):
-    from gliclass_pipelines.spark import gliclass_udf
+    from gliclass_pipelines.spark.udf import gliclass_udf
 
     rows = [(0, None), (1, ""), (2, None), (3, "A game about space ships.")]
     df = text_frame(spark, rows, partitions=1)
@@ -244,7 +244,7 @@ def test_null_texts_give_null(spark, model):
 
 
 def test_per_row_labels(spark, model, classifier, debian_texts):
-    from gliclass_pipelines.spark import gliclass_udf
+    from gliclass_pipelines.spark.udf import gliclass_udf
 
     label_sets = [["perl", "games"], ["python"], None, [], ["a", "a"], ["ok", None], ["", "x"], LABELS]
     rows = [(i, debian_texts[i], label_sets[i % len(label_sets)]) for i in range(40)] + [(40, None, ["x"])]
@@ -263,7 +263,7 @@ def test_per_row_labels(spark, model, classifier, debian_texts):
 
 
 def test_classify_dataframe(spark, model, classifier, debian_texts):
-    from gliclass_pipelines.spark import classify_dataframe
+    from gliclass_pipelines.spark.udf import classify_dataframe
 
     df = text_frame(spark, list(enumerate(debian_texts[:20])))
     out = classify_dataframe(df, "text", model=model, labels=LABELS, output="top", output_col="best")
@@ -277,7 +277,7 @@ def test_a_map_column_is_each_rows_hierarchy(spark, model, classifier, debian_te
     """A map<string,array<string>> cell (or an array of maps) is that row's hierarchy, as gliclass reads a
     dict per text; Spark hands it over with arrays inside, flattened like lists. A Spark map keeps no key
     order, so groups whose order matters go in an array of one-group maps."""
-    from gliclass_pipelines.spark import classify_dataframe
+    from gliclass_pipelines.spark.udf import classify_dataframe
 
     groups = [{"software": ["perl", "python"]}, {"topic": ["games", "networking", "web"]}]
     rows = [(i, debian_texts[i], groups[i % 2], groups[i % 2 :]) for i in range(6)]
@@ -303,8 +303,8 @@ def test_a_map_column_is_each_rows_hierarchy(spark, model, classifier, debian_te
 
 
 def test_run_stats_accumulator_counts_each_row_once(spark, model, debian_texts):
-    from gliclass_pipelines.config import ClassifyConfig
-    from gliclass_pipelines.spark import classify_dataframe, stats_accumulator
+    from gliclass_pipelines.core.config import ClassifyConfig
+    from gliclass_pipelines.spark.udf import classify_dataframe, stats_accumulator
 
     cells = [["perl", "games"], ["a", "a"], None, LABELS]  # ["a", "a"]: a failed row
     rows = [(i, debian_texts[i], cells[i % 4]) for i in range(40)] + [(40, None, ["x"]), (41, " ", None)]
@@ -320,7 +320,7 @@ def test_run_stats_accumulator_counts_each_row_once(spark, model, debian_texts):
 
 @pytest.mark.parametrize("output", ["labels", "top", "scores"])
 def test_sql_function_equals_the_column(spark, model, debian_texts, output):
-    from gliclass_pipelines.spark import gliclass_udf, register_sql
+    from gliclass_pipelines.spark.udf import gliclass_udf, register_sql
 
     texts = debian_texts[:30] + [None, " "]
     cells = [["perl", "games"], None, [], LABELS]
@@ -351,7 +351,7 @@ def dict_rows(df) -> dict:
 
 def test_sql_function_name_is_checked(spark, model):
     from gliclass_pipelines import ConfigError
-    from gliclass_pipelines.spark import register_sql
+    from gliclass_pipelines.spark.udf import register_sql
 
     with pytest.raises(ConfigError, match="SQL function name"):
         register_sql(spark, "drop table x; --", model=model, labels=LABELS)
@@ -362,7 +362,7 @@ def test_each_row_is_classified_once(spark, model, debian_texts):
     model twice per row would count 2N."""
     from pyspark.sql import functions as F
 
-    from gliclass_pipelines.spark import gliclass_udf, stats_accumulator
+    from gliclass_pipelines.spark.udf import gliclass_udf, stats_accumulator
 
     n = 40
     df = text_frame(spark, [(i, debian_texts[i] if i % 10 else None) for i in range(n)], partitions=2)
@@ -382,7 +382,7 @@ def test_each_row_is_classified_once(spark, model, debian_texts):
 
 
 def test_ten_thousand_rows_in_16_partitions(spark, model, classifier, debian_texts):
-    from gliclass_pipelines.spark import gliclass_udf
+    from gliclass_pipelines.spark.udf import gliclass_udf
 
     # every text is distinct, so a row that got another row's result shows up as a mismatch
     texts = [f"package {i}: {debian_texts[i % len(debian_texts)][:40]}" for i in range(10_000)]
@@ -424,7 +424,7 @@ def test_each_python_worker_loads_the_model_once(spark, checkpoint_factory, debi
 
 
 def test_structured_streaming(spark, model, classifier, debian_texts, tmp_path):
-    from gliclass_pipelines.spark import gliclass_udf
+    from gliclass_pipelines.spark.udf import gliclass_udf
 
     source = tmp_path / "in"
     source.mkdir()
@@ -591,7 +591,7 @@ def _connect_main(model: str, out: str) -> None:
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
-    from gliclass_pipelines.spark import gliclass_udf
+    from gliclass_pipelines.spark.udf import gliclass_udf
 
     data = ROOT / "tests" / "data" / "debian_packages.jsonl"
     with open(data, encoding="utf-8") as handle:

@@ -34,8 +34,8 @@ def collect(df, column: str) -> list:
 def test_saved_pipeline_equals_udf_and_engine(frame, tiny_checkpoint, tmp_path):
     from pyspark.ml import Pipeline, PipelineModel
 
-    from gliclass_pipelines.spark import gliclass_udf
-    from gliclass_pipelines.spark_ml import GLiClassTransformer
+    from gliclass_pipelines.spark.ml import GLiClassTransformer
+    from gliclass_pipelines.spark.udf import gliclass_udf
 
     model = str(tiny_checkpoint)
     stage = GLiClassTransformer(inputCol="text", outputCol="topics", model=model, labels=json.dumps(LABELS))
@@ -56,7 +56,7 @@ def test_saved_pipeline_equals_udf_and_engine(frame, tiny_checkpoint, tmp_path):
 
 @pytest.mark.parametrize("output", ["top", "scores"])
 def test_output_kinds(frame, tiny_checkpoint, output):
-    from gliclass_pipelines.spark_ml import GLiClassTransformer
+    from gliclass_pipelines.spark.ml import GLiClassTransformer
 
     model = str(tiny_checkpoint)
     stage = GLiClassTransformer(model=model, labels=LABELS, output=output, multiLabel=False)
@@ -65,7 +65,7 @@ def test_output_kinds(frame, tiny_checkpoint, output):
 
 
 def test_per_row_labels(frame, tiny_checkpoint):
-    from gliclass_pipelines.spark_ml import GLiClassTransformer
+    from gliclass_pipelines.spark.ml import GLiClassTransformer
 
     model = str(tiny_checkpoint)
     stage = GLiClassTransformer(model=model, labelsCol="row_labels", threshold=0.4)
@@ -89,7 +89,7 @@ def test_per_row_labels(frame, tiny_checkpoint):
     ],
 )
 def test_bad_params_raise_when_set(params):
-    from gliclass_pipelines.spark_ml import GLiClassTransformer
+    from gliclass_pipelines.spark.ml import GLiClassTransformer
 
     with pytest.raises(ConfigError):
         GLiClassTransformer(model="org/model", **params)
@@ -110,7 +110,7 @@ def test_bad_params_raise_when_set(params):
     ],
 )
 def test_incomplete_params_raise_on_the_driver(frame, params):
-    from gliclass_pipelines.spark_ml import GLiClassTransformer
+    from gliclass_pipelines.spark.ml import GLiClassTransformer
 
     with pytest.raises(ConfigError):
         GLiClassTransformer(**params).transform(frame)
@@ -121,7 +121,7 @@ def test_pipeline_loads_in_another_session(frame, tiny_checkpoint, tmp_path):
     """A PipelineModel saved here gives identical rows in a fresh SparkSession in another process."""
     from pyspark.ml import Pipeline
 
-    from gliclass_pipelines.spark_ml import GLiClassTransformer
+    from gliclass_pipelines.spark.ml import GLiClassTransformer
 
     model = str(tiny_checkpoint)
     stage = GLiClassTransformer(model=model, labels=LABELS, output="scores")

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gliclass_pipelines.errors import ConfigError
-from gliclass_pipelines.taxonomy import MARKERS, Example, Taxonomy, flatten_labels, normalize_label
+from gliclass_pipelines.taxonomy.taxonomy import MARKERS, Example, Taxonomy, flatten_labels, normalize_label
 
 reference = pytest.importorskip("gliclass.pipeline")
 oracle = reference.flatten_hierarchical_labels
@@ -685,7 +685,7 @@ def test_coerce_refuses(obj: object, match: str) -> None:
 
 def test_import_is_cheap() -> None:
     code = (
-        "import sys; import gliclass_pipelines.taxonomy; "
+        "import sys; import gliclass_pipelines.taxonomy.taxonomy; "
         "heavy = {'yaml', 'torch', 'transformers', 'pyarrow', 'gliclass', 'numpy', 'difflib'}; "
         "heavy &= set(sys.modules); "
         "print(sorted(heavy))"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gliclass_pipelines.taxonomy import EXAMPLE_MARK, LABEL_MARK, SEP_MARK
-from gliclass_pipelines.testing import (
+from gliclass_pipelines.taxonomy.taxonomy import EXAMPLE_MARK, LABEL_MARK, SEP_MARK
+from gliclass_pipelines.testing.checkpoints import (
     ARCHITECTURES,
     BACKBONES,
     POOLINGS,
@@ -242,7 +242,7 @@ def test_invalid_arguments(tmp_path):
 
 def test_importing_the_module_is_cheap():
     code = (
-        "import sys, gliclass_pipelines.testing as t; "
+        "import sys, gliclass_pipelines.testing.checkpoints as t; "
         "heavy = [m for m in ('torch', 'transformers', 'tokenizers', 'gliclass') if m in sys.modules]; "
         "assert not heavy, heavy; assert t.VARIANTS"
     )

@@ -8,7 +8,7 @@ temporary directory is renamed into place. A killed run leaves no output that lo
 Exit codes: 0 done (or skipped), 1 the job failed, 2 bad arguments or configuration (or the output
 exists under ``--mode error``), 3 the model could not be loaded, 130/143 interrupted.
 
-Every message goes through :func:`gliclass_pipelines.redaction.shorten`: no URI secret, no echo of a
+Every message goes through :func:`gliclass_pipelines._common.redaction.shorten`: no URI secret, no echo of a
 huge argument.
 
 The modules: ``args`` (the parser and the Job it builds), ``inputs`` (readers), ``output`` (atomic
@@ -26,20 +26,20 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.cli.args import build_parser as _build_parser
 from gliclass_pipelines.cli.args import job_from_args
-from gliclass_pipelines.cli.interrupts import Terminated, raise_terminated
 from gliclass_pipelines.cli.job import run_job
-from gliclass_pipelines.cli.output import (
+from gliclass_pipelines.cli.progress import Progress
+from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError, ModelLoadError
+from gliclass_pipelines.io.interrupts import Terminated, raise_terminated
+from gliclass_pipelines.io.output import (
     SUCCESS,
     OutputExistsError,
     part_files,
     should_skip,
     tidy_beside,
 )
-from gliclass_pipelines.cli.progress import Progress
-from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError, ModelLoadError
-from gliclass_pipelines.redaction import shorten
 
 __all__ = ["EXIT_FAILED", "EXIT_MODEL", "EXIT_OK", "EXIT_USAGE", "SUCCESS", "Progress", "main", "part_files"]
 
@@ -97,7 +97,7 @@ def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(format="gliclass-pipelines: %(levelname)s %(name)s: %(message)s")
     logging.getLogger("gliclass_pipelines").setLevel(logging.INFO if verbose else logging.WARNING)
     # per-chunk row indices mean little here; the CLI names failed rows by their global row and id
-    logging.getLogger("gliclass_pipelines.config").setLevel(logging.ERROR)
+    logging.getLogger("gliclass_pipelines.core.config").setLevel(logging.ERROR)
 
 
 def classify_command(args: argparse.Namespace) -> int:
@@ -112,7 +112,7 @@ def classify_command(args: argparse.Namespace) -> int:
 
 
 def make_test_model_command(args: argparse.Namespace) -> int:
-    from gliclass_pipelines.testing import make_tiny_checkpoint
+    from gliclass_pipelines.testing.checkpoints import make_tiny_checkpoint
 
     path = make_tiny_checkpoint(
         args.dir, backbone=args.backbone, architecture=args.architecture, seed=args.seed

@@ -8,18 +8,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gliclass_pipelines.checks import check_positive_int, split_labels
-from gliclass_pipelines.cli.inputs import (
+from gliclass_pipelines._common.checks import check_positive_int, split_labels
+from gliclass_pipelines._common.redaction import shorten
+from gliclass_pipelines.cli.job import DEFAULT_RESULT_COLUMN, MODES, RUNNERS, Job
+from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.io.ownership import check_output_place
+from gliclass_pipelines.io.readers import (
     FORMATS,
     check_columns,
     check_not_a_device,
     detect_format,
     open_input,
 )
-from gliclass_pipelines.cli.job import DEFAULT_RESULT_COLUMN, MODES, RUNNERS, Job
-from gliclass_pipelines.cli.ownership import check_output_place
-from gliclass_pipelines.errors import ConfigError
-from gliclass_pipelines.redaction import shorten
 
 Command = Callable[[argparse.Namespace], int]
 SUMMARY_HELP = (
@@ -47,7 +47,7 @@ def build_parser(classify: Command, make_test_model: Command) -> argparse.Argume
     p = commands.add_parser("make-test-model", help="write a tiny random checkpoint, for demos and CI")
     p.set_defaults(func=make_test_model)
     _add_make_test_model(p)
-    from gliclass_pipelines.quality.cli import add_commands  # evaluate, calibrate, fine-tune
+    from gliclass_pipelines.cli.quality import add_commands  # evaluate, calibrate, fine-tune
 
     add_commands(commands)
     return parser
@@ -156,7 +156,7 @@ def _add_running(p: argparse.ArgumentParser) -> None:
 
 
 def _add_make_test_model(p: argparse.ArgumentParser) -> None:
-    from gliclass_pipelines.testing import ARCHITECTURES, BACKBONES
+    from gliclass_pipelines.testing.checkpoints import ARCHITECTURES, BACKBONES
 
     p.add_argument("dir", help="the directory to write the checkpoint into")
     p.add_argument("--backbone", choices=BACKBONES, default="bert", help="the encoder (default: bert)")
@@ -168,7 +168,7 @@ def _add_make_test_model(p: argparse.ArgumentParser) -> None:
 
 def job_from_args(args: argparse.Namespace) -> Job:
     """Check everything that can be checked before a model loads or a runner starts."""
-    from gliclass_pipelines.config import ClassifyConfig
+    from gliclass_pipelines.core.config import ClassifyConfig
 
     source = Path(args.input).expanduser()
     if not source.exists():
@@ -227,7 +227,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
 
 def protected_places(source: Path, args: argparse.Namespace) -> list[tuple[str, Path]]:
     """Folders an output must never be or hold: replacing it would take them along."""
-    from gliclass_pipelines.loading import ModelSource, remote_cache_root
+    from gliclass_pipelines.model.sources import ModelSource, remote_cache_root
 
     places = [("the working folder", Path.cwd()), ("the input", source)]
     with contextlib.suppress(RuntimeError, KeyError):  # no home folder known
@@ -244,7 +244,7 @@ def protected_places(source: Path, args: argparse.Namespace) -> list[tuple[str, 
 
 def parse_labels(value: str) -> Any:
     """A taxonomy file (YAML, JSON or one label a line), or labels separated by commas."""
-    from gliclass_pipelines.taxonomy import Taxonomy
+    from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
 
     path = Path(value).expanduser()
     if path.is_file():

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gliclass_pipelines.cli.locks import create_locked_marker, release
-from gliclass_pipelines.cli.output import commit, part_files, temporary_path
+from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.cli.summary import Summary
 from gliclass_pipelines.errors import GLiClassPipelinesError
-from gliclass_pipelines.redaction import shorten
+from gliclass_pipelines.io.locks import create_locked_marker, release
+from gliclass_pipelines.io.output import commit, part_files, temporary_path
 
 RUNNERS = ("local", "spark", "beam")
 MODES = ("error", "overwrite", "skip-existing")
@@ -53,7 +53,7 @@ class Job:
 
 def run_job(job: Job) -> Summary:
     """Write into a temporary directory beside the output, then commit it; remove it on any failure.
-    (The caller has run :func:`~gliclass_pipelines.cli.output.tidy_beside` first.)
+    (The caller has run :func:`~gliclass_pipelines.io.output.tidy_beside` first.)
 
     The temporary directory's marker stays locked while this run lives (cli.locks), so another run
     never takes it for a killed run's. A failure carries a note saying what is at the output now.
@@ -90,7 +90,7 @@ def output_state(output: Path, committed: bool) -> str:
 def check_model_early(job: Job, *, local: bool) -> None:
     """On a local master or runner, fetch the model here, so a bad model fails with a clear message."""
     if local:
-        from gliclass_pipelines.loading import ModelSource
+        from gliclass_pipelines.model.sources import ModelSource
 
         ModelSource.parse(job.config.model).fetch()
 

@@ -7,16 +7,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gliclass_pipelines.checks import split_labels
-from gliclass_pipelines.cli.inputs import id_of_broken_line, ids_as_text, input_files, misfits
-from gliclass_pipelines.cli.inputs import lines as limits
-from gliclass_pipelines.cli.inputs.jsonl import parse_line as parse_json_line
-from gliclass_pipelines.cli.inputs.lines import blank_lines_reason
+from gliclass_pipelines._common.checks import split_labels
+from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.cli.job import RunnerError, check_model_early, short_error
 from gliclass_pipelines.cli.summary import Summary, add_computed, stats_from_output, written_rows
+from gliclass_pipelines.core.outcomes import RunStats
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
-from gliclass_pipelines.outcomes import RunStats
-from gliclass_pipelines.redaction import shorten
+from gliclass_pipelines.io.readers import id_of_broken_line, ids_as_text, input_files, misfits
+from gliclass_pipelines.io.readers import lines as limits
+from gliclass_pipelines.io.readers.jsonl import parse_line as parse_json_line
+from gliclass_pipelines.io.readers.lines import blank_lines_reason
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +27,8 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
     import pyarrow as pa
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from gliclass_pipelines.beam import ClassifyText
-    from gliclass_pipelines.results import arrow_type
+    from gliclass_pipelines.beam.transforms import ClassifyText
+    from gliclass_pipelines.core.results import arrow_type
 
     if job.input_format not in ("jsonl", "parquet"):
         raise ConfigError(f"--runner beam reads jsonl or parquet, not {job.input_format}")

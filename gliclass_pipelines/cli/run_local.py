@@ -6,12 +6,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from gliclass_pipelines.checks import split_labels
-from gliclass_pipelines.cli.inputs import Chunk
-from gliclass_pipelines.cli.output import PartWriter
+from gliclass_pipelines._common.checks import split_labels
 from gliclass_pipelines.cli.progress import Progress
 from gliclass_pipelines.cli.summary import Summary
-from gliclass_pipelines.results import labels_from_arrow
+from gliclass_pipelines.core.results import labels_from_arrow
+from gliclass_pipelines.io.output import PartWriter
+from gliclass_pipelines.io.readers import Chunk
 
 logger = logging.getLogger(__name__)
 SHOWN_PROBLEMS = 20  # bad records logged one by one; the summary counts them all
@@ -20,7 +20,7 @@ SHOWN_PROBLEMS = 20  # bad records logged one by one; the summary counts them al
 def run(job: Any, temp: Path, summary: Summary) -> None:
     import pyarrow as pa
 
-    from gliclass_pipelines.results import arrow_type
+    from gliclass_pipelines.core.results import arrow_type
 
     classifier = job.config.classifier()
     summary.model_load_seconds = classifier.load_seconds
@@ -43,8 +43,8 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
 
 def classify_chunk(job: Any, chunk: Chunk, classifier: Any, summary: Summary, result_field: Any) -> Any:
     """The chunk with its result column; rows whose text could not be read get a null result (failed)."""
-    from gliclass_pipelines.outcomes import RowOutcome, RunStats, log_failed
-    from gliclass_pipelines.results import to_arrow
+    from gliclass_pipelines.core.outcomes import RowOutcome, RunStats, log_failed
+    from gliclass_pipelines.core.results import to_arrow
 
     table = chunk.table
     lost = {i for i, problem in chunk.problems.items() if problem.loses(job.text_column)}

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gliclass_pipelines.cli.interrupts import signals_held
 from gliclass_pipelines.cli.job import RunnerError, check_model_early, short_error
 from gliclass_pipelines.cli.summary import Summary, add_computed, stats_from_output, written_rows
 from gliclass_pipelines.errors import GLiClassPipelinesError
+from gliclass_pipelines.io.interrupts import signals_held
 
 logger = logging.getLogger(__name__)
 CORRUPT = "_corrupt_record"  # the column Spark adds for JSON lines it cannot parse
@@ -46,7 +46,7 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
 
 def _classify_into(spark: Any, job: Any, temp: Path) -> Any:
     """Write the classified input into ``temp``; the run's counts (None without accumulators)."""
-    from gliclass_pipelines.spark import classify_dataframe
+    from gliclass_pipelines.spark.udf import classify_dataframe
 
     df = read_spark(spark, job)
     labels_col = None
@@ -132,7 +132,7 @@ def spark_labels_column(df: Any, column: str) -> tuple[Any, str]:
 
 
 def _accumulator(spark: Any) -> Any:
-    from gliclass_pipelines.spark import stats_accumulator
+    from gliclass_pipelines.spark.udf import stats_accumulator
 
     try:
         return stats_accumulator(spark)

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gliclass_pipelines.cli.output import part_files
-from gliclass_pipelines.redaction import redact
+from gliclass_pipelines._common.redaction import redact
+from gliclass_pipelines.io.output import part_files
 
 logger = logging.getLogger(__name__)
 

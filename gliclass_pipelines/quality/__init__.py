@@ -1,7 +1,7 @@
 """The quality loop: evaluate predictions against gold labels, calibrate per-label thresholds, fine-tune.
 
-- :func:`evaluate` (Python), :func:`gliclass_pipelines.quality.spark_eval.evaluate_dataframe` (Spark, one
-  distributed aggregation), :class:`gliclass_pipelines.quality.beam_eval.EvaluateFn` (a Beam CombineFn);
+- :func:`evaluate` (Python), :func:`gliclass_pipelines.spark.evaluate.evaluate_dataframe` (Spark, one
+  distributed aggregation), :class:`gliclass_pipelines.beam.evaluate.EvaluateFn` (a Beam CombineFn);
 - :func:`calibrate` and :func:`write_taxonomy` (thresholds into the taxonomy YAML every engine reads);
 - :func:`gliclass_pipelines.quality.finetune.fine_tune` and ``bootstrap`` (torch; imported on use).
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from gliclass_pipelines.checks import check_positive_int, check_threshold
+from gliclass_pipelines._common.checks import check_positive_int, check_threshold
+from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.errors import ConfigError
-from gliclass_pipelines.redaction import shorten
-from gliclass_pipelines.taxonomy import Taxonomy
+from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
 
 logger = logging.getLogger(__name__)
 

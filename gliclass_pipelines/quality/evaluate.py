@@ -11,7 +11,7 @@ import numpy as np
 
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.quality.metrics import Counts, Report, parse_gold, scores_of
-from gliclass_pipelines.taxonomy import Taxonomy
+from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
 
 logger = logging.getLogger(__name__)
 

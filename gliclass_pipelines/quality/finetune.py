@@ -22,12 +22,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gliclass_pipelines.checks import check_positive_int
-from gliclass_pipelines.cli.ownership import claim_folder
+from gliclass_pipelines._common.checks import check_positive_int
+from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.io.ownership import claim_folder
 from gliclass_pipelines.quality.rows import MAX_ROWS, Row, check_rows, read_rows  # noqa: F401
-from gliclass_pipelines.redaction import shorten
-from gliclass_pipelines.taxonomy import MARKERS, Taxonomy
+from gliclass_pipelines.taxonomy.taxonomy import MARKERS, Taxonomy
 
 logger = logging.getLogger(__name__)
 
@@ -365,7 +365,7 @@ def _batch_loss(net: Any, encoder: _Encoder, texts: list[list[int]], golds: list
                 shown: list[list[str]], config: FineTuneConfig, device: Any) -> Any:  # fmt: skip
     import torch
 
-    from gliclass_pipelines.forward import uni_encoder_logits
+    from gliclass_pipelines.core.forward import uni_encoder_logits
 
     seqs = [encoder.sequence(text, row_labels) for text, row_labels in zip(texts, shown)]
     width, slots = max(map(len, seqs)), max(map(len, shown))

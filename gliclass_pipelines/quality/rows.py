@@ -7,11 +7,11 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from gliclass_pipelines.cli.inputs import CsvLines, CutLine, bounded_lines
-from gliclass_pipelines.cli.inputs import lines as limits
+from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.errors import ConfigError
-from gliclass_pipelines.redaction import shorten
-from gliclass_pipelines.taxonomy import Taxonomy
+from gliclass_pipelines.io.readers import CsvLines, CutLine, bounded_lines
+from gliclass_pipelines.io.readers import lines as limits
+from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
 
 MAX_ROWS = 1_000_000
 

@@ -1,0 +1,384 @@
+"""Classify texts inside Spark: :func:`gliclass_udf` (a Column) and :func:`classify_dataframe`.
+
+The driver only builds and validates a :class:`~gliclass_pipelines.core.config.ClassifyConfig` (no model,
+no SparkContext, so it works under Spark Connect too). The UDF is an iterator-of-Series pandas UDF
+whose closure holds that config and nothing else; on the executor each Python worker takes the model
+from the per-process registry, so a reused worker loads it once per (model, device, dtype).
+
+GPUs: when Spark assigns a task a GPU (``spark.task.resource.gpu.amount``), the task's first address
+``N`` becomes the engine device ``cuda:N``, unless ``device`` names one explicitly. Threads: the model
+uses ``num_threads``, else the task's CPUs (``spark.task.cpus``), so parallel tasks do not
+oversubscribe an executor's cores.
+
+Batches: Spark hands the UDF Arrow batches of ``spark.sql.execution.arrow.maxRecordsPerBatch`` rows
+(10,000 by default). Each batch is sorted by length and cut into forward passes of at most
+``batch_tokens`` padded tokens, so the Arrow batch should hold many forward passes' worth of rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from pyspark import AccumulatorParam, TaskContext
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
+
+from gliclass_pipelines._common.redaction import shorten
+from gliclass_pipelines.core.config import ClassifyConfig
+from gliclass_pipelines.core.outcomes import RunStats, log_failed
+from gliclass_pipelines.core.results import SPARK_DDL
+from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "GLiClassUDF",
+    "classify_dataframe",
+    "gliclass_udf",
+    "gliclass_udf_from_config",
+    "register_sql",
+    "stats_accumulator",
+]
+
+_SQL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+_warned_gpus: set[str] = set()
+
+
+def gliclass_udf(
+    text_col: str | Column,
+    *,
+    model: str,
+    labels: Any = None,
+    labels_col: str | Column | None = None,
+    stats: Any = None,
+    **settings: Any,
+) -> Column:
+    """A Column classifying `text_col` against `labels` (shared) or per-row `labels_col`: array<string>,
+    or a map of groups to labels (``map<string,array<string>>``, nesting allowed), one hierarchy per row.
+
+    ``settings`` are :class:`~gliclass_pipelines.core.config.ClassifyConfig`'s (threshold, multi_label,
+    output, device, dtype, long_text, batch_tokens, max_length, num_threads) and Classifier.run options.
+    output="labels" gives ``array<struct<label,score>>`` (the labels over threshold, best first),
+    "top" ``struct<label,score>`` and "scores" ``map<string,float>``. A null text gives null.
+    Raises ConfigError at once, on the driver, for a bad model string, taxonomy or setting.
+    ``stats``: an accumulator from :func:`stats_accumulator`.
+    """
+    config = _config(model, labels, labels_col, settings)
+    return gliclass_udf_from_config(config, text_col, labels_col, stats=stats)
+
+
+def gliclass_udf_from_config(
+    config: ClassifyConfig,
+    text_col: str | Column,
+    labels_col: str | Column | None = None,
+    *,
+    stats: Any = None,
+) -> Column:
+    """The Column for an existing ClassifyConfig (per-row labels come from `labels_col`).
+
+    `stats`: an accumulator from :func:`stats_accumulator`; each task adds its RunStats to it.
+    """
+    return GLiClassUDF(config, stats=stats)(text_col, labels_col)
+
+
+class GLiClassUDF:
+    """The classifier as a Spark UDF object: call it on columns, or register it for SQL.
+
+    ``GLiClassUDF(config)(text_col[, labels_col])`` is the Column :func:`gliclass_udf` gives;
+    ``.function`` is the pandas UDF itself, for ``spark.udf.register`` (its "top" output is an array of
+    the top struct, see :func:`register_sql`). The UDF is marked non-deterministic, so Spark's optimizer
+    neither pushes a filter on the result below it nor copies it into a second expression: each row is
+    classified once when a query filters on the result, explodes it or selects several of its fields.
+    """
+
+    def __init__(self, config: ClassifyConfig, *, stats: Any = None) -> None:
+        self.config = config
+        self.function = _pandas_udf(config, stats).asNondeterministic()
+
+    @classmethod
+    def from_settings(
+        cls, *, model: str, labels: Any = None, per_row_labels: bool = False, **settings: Any
+    ) -> GLiClassUDF:
+        """A UDF object for the keyword settings of :func:`gliclass_udf`."""
+        stats = settings.pop("stats", None)
+        config = ClassifyConfig.from_settings(model, labels, per_row_labels=per_row_labels, **settings)
+        return cls(config, stats=stats)
+
+    def __call__(self, text_col: str | Column, labels_col: str | Column | None = None) -> Column:
+        if self.config.per_row_labels != (labels_col is not None):
+            raise ConfigError(
+                "a per-row labels config needs labels_col, and a shared-labels config must not get one"
+            )
+        columns = [_column(text_col, "text_col")]
+        if labels_col is not None:
+            columns.append(_column(labels_col, "labels_col"))
+        result = self.function(*columns)
+        if self.config.output == "top":
+            result = F.get(result, 0)  # the UDF returns [top] or null: a null struct needs an array around it
+        return result.alias("gliclass")
+
+    def register(self, spark: Any, name: str) -> None:
+        """Make ``name(text)`` (``name(text, labels)`` with per-row labels) callable from Spark SQL, with
+        the same output as the Column. Temporary: for this session."""
+        if not _SQL_NAME.fullmatch(name or ""):
+            raise ConfigError(f"a SQL function name is letters, digits and _, got {shorten(repr(name))}")
+        if self.config.output != "top":
+            spark.udf.register(name, self.function)
+            return
+        batch_name = f"{name}__batch"
+        spark.udf.register(batch_name, self.function)
+        params, args = ("text STRING", "text")
+        if self.config.per_row_labels:
+            params, args = (f"{params}, labels ARRAY<STRING>", f"{args}, labels")
+        spark.sql(
+            f"CREATE OR REPLACE TEMPORARY FUNCTION {name}({params}) "
+            f"RETURNS {SPARK_DDL['top']} RETURN get({batch_name}({args}), 0)"
+        )
+
+
+def register_sql(spark: Any, name: str, config: ClassifyConfig | None = None, **settings: Any) -> GLiClassUDF:
+    """Register the classifier as the SQL function `name`, for `config` or the keyword settings of
+    :func:`gliclass_udf` (``model=``, ``labels=``...; ``per_row_labels=True`` for ``name(text, labels)``).
+
+    ``SELECT id, name(text) AS labels FROM docs`` then gives what the Column gives."""
+    if config is not None and settings:
+        raise ConfigError(f"give a config or settings, not both (got {', '.join(sorted(settings))})")
+    udf = GLiClassUDF(config) if config is not None else GLiClassUDF.from_settings(**settings)
+    udf.register(spark, name)
+    return udf
+
+
+def classify_dataframe(
+    df: DataFrame,
+    text_col: str,
+    config: ClassifyConfig | None = None,
+    *,
+    output_col: str = "gliclass",
+    labels_col: str | None = None,
+    stats: Any = None,
+    **settings: Any,
+) -> DataFrame:
+    """`df` with a column `output_col` of results, for `config` or the keyword settings of
+    :func:`gliclass_udf` (``model=``, ``labels=``...), not both."""
+    _check_column_type(df, text_col, StringType(), "text_col")
+    if labels_col is not None:
+        _check_column_type(df, labels_col, LABELS_COLUMN_TYPES, "labels_col")
+    if config is None:
+        config = _config(settings.pop("model", None), settings.pop("labels", None), labels_col, settings)
+    elif settings:
+        raise ConfigError(f"give a config or settings, not both (got {', '.join(sorted(settings))})")
+    return df.withColumn(output_col, gliclass_udf_from_config(config, text_col, labels_col, stats=stats))
+
+
+def stats_accumulator(spark: Any) -> Any:
+    """A RunStats accumulator for ``stats=``: after an action, ``.value`` is the job's RunStats.
+
+    Spark counts a task again when it reruns it (a retry, a lost executor, a plan that evaluates the
+    UDF twice), so treat these as what was computed, and the written rows as what was produced.
+    Needs a classic SparkSession (Spark Connect has no accumulators).
+    """
+    try:
+        context = spark.sparkContext
+    except Exception as exc:  # Spark Connect
+        raise ConfigError(f"run statistics need a classic SparkSession, not {type(spark).__name__}") from exc
+    return context.accumulator(RunStats(), _RunStatsParam())
+
+
+class _RunStatsParam(AccumulatorParam):
+    def zero(self, value: RunStats) -> RunStats:
+        return RunStats()
+
+    def addInPlace(self, first: RunStats, second: RunStats) -> RunStats:  # noqa: N802 (Spark's name)
+        return first.add(second)
+
+
+def _config(model: Any, labels: Any, labels_col: Any, settings: dict[str, Any]) -> ClassifyConfig:
+    if labels_col is not None and labels is not None:
+        raise ConfigError("give either labels (one taxonomy for every row) or labels_col (per row), not both")
+    return ClassifyConfig.from_settings(model, labels, per_row_labels=labels_col is not None, **settings)
+
+
+def _column(col: Any, name: str) -> Column:
+    if isinstance(col, str):
+        return F.col(col)
+    if isinstance(col, Column):
+        return col
+    raise ConfigError(f"{name} must be a column name or a Column, got {type(col).__name__}")
+
+
+def _check_column_type(df: DataFrame, name: Any, expected: Any, what: str) -> None:
+    """`expected`: a type, or a tuple of the types' prefixes (simpleString) that are accepted."""
+    if not isinstance(name, str):
+        return
+    if name not in df.columns:
+        raise ConfigError(f"{what} {name!r} is not a column of the DataFrame; it has {', '.join(df.columns)}")
+    actual = df.schema[name].dataType.simpleString()
+    accepted = expected if isinstance(expected, tuple) else (expected.simpleString(),)
+    if not any(actual == kind or (kind.endswith(",") and actual.startswith(kind)) for kind in accepted):
+        shown = [kind + "...>" * kind.count("<") if kind.endswith(",") else kind for kind in accepted]
+        raise ConfigError(f"{what} {name!r} must be {' or '.join(shown)}, got {actual}")
+
+
+# per-row labels: a list of labels, or the row's hierarchy (a map of groups: gliclass's dict per text)
+LABELS_COLUMN_TYPES = ("array<string>", "map<string,", "array<map<string,")
+
+
+def _pandas_udf(config: ClassifyConfig, stats: Any = None) -> Any:
+    """The pandas UDF. Its closure holds only `config` and `stats` (None or an accumulator)."""
+    ddl = SPARK_DDL["labels"] if config.output == "top" else SPARK_DDL[config.output]
+
+    if config.per_row_labels:
+
+        def gliclass(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
+            yield from classify_batches(config, batches, stats)
+
+    else:
+
+        def gliclass(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+            yield from classify_batches(config, ((texts, None) for texts in batches), stats)
+
+    return F.pandas_udf(gliclass, ddl)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Executor side
+
+
+@dataclass(frozen=True)
+class TaskResources:
+    """What Spark gave the running task: a GPU address (or None), and its CPU count."""
+
+    gpu: str | None
+    cpus: int | None
+    partition: int | None
+
+    @classmethod
+    def current(cls) -> TaskResources:
+        ctx = TaskContext.get()
+        if ctx is None:
+            return cls(None, None, None)
+        info = ctx.resources().get("gpu")
+        gpu = info.addresses[0] if info is not None and info.addresses else None
+        return cls(gpu, ctx.cpus(), ctx.partitionId())
+
+    @property
+    def requested_device(self) -> str | None:
+        return None if self.gpu is None else f"cuda:{self.gpu}"
+
+
+def engine_device(gpu: str | None) -> str | None:
+    """cuda:<gpu> when this worker's CUDA can use the address Spark assigned; else None (the default)."""
+    if gpu is None:
+        return None
+    import torch
+
+    if torch.cuda.is_available() and gpu.isdigit() and int(gpu) < torch.cuda.device_count():
+        return f"cuda:{gpu}"
+    if gpu not in _warned_gpus:
+        _warned_gpus.add(gpu)
+        logger.warning(
+            "Spark assigned GPU %s to this task, but CUDA cannot use it in this worker "
+            "(CUDA available: %s); using the default device instead",
+            gpu,
+            torch.cuda.is_available(),
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class TaskModel:
+    """What one task classifies with: its config (threads set), its device and the loaded model."""
+
+    config: ClassifyConfig
+    task: TaskResources
+    device: str | None
+    classifier: Any
+
+
+def task_model(config: ClassifyConfig) -> TaskModel:
+    """Resolve the task's device and threads and take the model from the registry: once per task."""
+    task = TaskResources.current()
+    device = engine_device(task.gpu)
+    if config.num_threads is None and task.cpus:
+        config = config.with_(num_threads=task.cpus)
+    return TaskModel(config, task, device, config.classifier(device))
+
+
+def classify_batches(
+    config: ClassifyConfig,
+    batches: Iterator[tuple[pd.Series, pd.Series | None]],
+    stats: Any = None,
+) -> Iterator[pd.Series]:
+    """Classify each Arrow batch of one task into a Series of records, in the batch's row order.
+
+    The task's RunStats are logged and, with a `stats` accumulator, added to it once the task ends.
+    """
+    found = None
+    total = RunStats()
+    for texts, row_labels in batches:
+        found = found or task_model(config)
+        rows = texts.tolist()
+        identity = row_identity(rows)
+        labels = None if row_labels is None else row_labels.tolist()
+        records, out = found.config.classify(rows, labels, classifier=found.classifier)
+        log_failed(out.outcomes, offset=total.rows)
+        total.add(out.stats)
+        series = _series(records, config.output)
+        check_rows(identity, rows, out.outcomes, series)
+        yield series
+    if found is None:
+        return
+    logger.info(
+        "partition %s: classified %d rows (%d null inputs, %d failed)",
+        found.task.partition,
+        total.rows,
+        total.null_inputs,
+        total.failed,
+    )
+    if stats is not None:
+        stats.add(total)
+
+
+def row_identity(texts: list[Any]) -> list[tuple[int, int, int]]:
+    """Each row's identity: its position, its text's length (-1: not a string) and a CRC of the text."""
+    return [
+        (i, len(t), zlib.crc32(t.encode("utf-8", "surrogatepass"))) if isinstance(t, str) else (i, -1, 0)
+        for i, t in enumerate(texts)
+    ]
+
+
+def check_rows(
+    identity: list[tuple[int, int, int]], texts: list[Any], outcomes: list[Any], series: pd.Series
+) -> None:
+    """Refuse to hand Spark results that are not exactly one per given row, in order: the rows' count
+    and positions, their texts (unchanged since they were read), and each result's agreement with its
+    own row's outcome (a null input has no result; a failed row has none; an ok row has one)."""
+    n = len(identity)
+    problems = []
+    if not (len(texts) == len(outcomes) == len(series) == n):
+        problems.append(f"{n} rows in, {len(outcomes)} outcomes and {len(series)} results out")
+    elif list(series.index) != list(range(n)) or row_identity(texts) != identity:
+        problems.append("the results' positions or the rows' texts changed during classification")
+    else:
+        for (i, length, _), outcome, record in zip(identity, outcomes, series):
+            if (length < 0 and outcome.is_ok) or (not outcome.is_ok and record is not None):
+                problems.append(f"row {i}: outcome {outcome.kind} does not match its input or result")
+                break
+    if problems:
+        raise GLiClassPipelinesError(
+            f"internal error, no results returned for this batch: {problems[0]}; please report it"
+        )
+
+
+def _series(records: list[Any], output: str) -> pd.Series:
+    if output == "top":
+        records = [None if r is None else [r] for r in records]
+    return pd.Series(records, dtype=object)

@@ -1,0 +1,444 @@
+"""What to classify into: flat or hierarchical labels, per-label thresholds, a task prompt, few-shot examples.
+
+A :class:`Taxonomy` is an immutable, hashable, validated value. It is built from Python objects
+(:meth:`Taxonomy.from_labels`, :meth:`Taxonomy.from_dict`), from YAML or JSON text or files, or from a
+plain text file with one label per line. Hierarchical labels are flattened exactly like the reference
+package's ``gliclass.pipeline.flatten_hierarchical_labels``: a mapping ``{"sentiment": ["positive"]}``
+becomes ``"sentiment.positive"``, in insertion order. Lists may also nest (a list inside a list adds no
+prefix level), and tuples count as lists.
+
+Every problem is reported up front as a :class:`~gliclass_pipelines.errors.ConfigError` naming the
+offending value, so that a bad taxonomy fails when a job is configured, not hours into a run.
+
+Label text rules and flattening live in :mod:`gliclass_pipelines.taxonomy.labels`, reading files in
+:mod:`gliclass_pipelines.taxonomy.files`; both are re-exported here. Importing this module is cheap: it
+uses the standard library only (PyYAML is imported inside :meth:`Taxonomy.from_yaml`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from gliclass_pipelines._common.checks import check_threshold
+from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.taxonomy.labels import (
+    EXAMPLE_MARK,
+    LABEL_MARK,
+    MARKERS,
+    MAX_LABELS_ENV,
+    SEP_MARK,
+    _check_labels,
+    _check_separator,
+    _check_unicode,
+    _copy_structure,
+    _did_you_mean,
+    _show,
+    _show_list,
+    flatten_labels,
+    max_labels,
+    normalize_label,
+    refuse_unordered,
+)
+
+__all__ = [
+    "EXAMPLE_MARK",
+    "LABEL_MARK",
+    "MARKERS",
+    "MAX_LABELS_ENV",
+    "SEP_MARK",
+    "Example",
+    "Taxonomy",
+    "flatten_labels",
+    "max_labels",
+    "normalize_label",
+]
+
+_CONFIG_KEYS: tuple[str, ...] = ("labels", "thresholds", "prompt", "examples", "separator")
+_EXAMPLE_KEYS: tuple[str, ...] = ("text", "labels", "true_labels")
+
+
+def _threshold_pairs(raw: object) -> list[tuple[object, object]]:
+    if raw is None:
+        return []
+    if isinstance(raw, Mapping):
+        return list(raw.items())
+    if isinstance(raw, list | tuple):
+        pairs = []
+        for item in raw:
+            if isinstance(item, str) or not isinstance(item, list | tuple) or len(item) != 2:
+                raise ConfigError(
+                    f"thresholds must be a mapping of label (or group) -> number, or (label, number) pairs; "
+                    f"got the item {_show(item)}."
+                )
+            pairs.append((item[0], item[1]))
+        return pairs
+    raise ConfigError(
+        f"thresholds must be a mapping of label (or group) -> number, got {type(raw).__name__}: {_show(raw)}."
+    )
+
+
+def _group_prefixes(label: str, separator: str) -> list[str]:
+    """Every group prefix of a label, longest first: "a.b.c" -> ["a.b", "a"]."""
+    prefixes = []
+    start = label.find(separator, 1)
+    while start != -1:
+        prefixes.append(label[:start])
+        start = label.find(separator, start + 1)
+    prefixes.reverse()
+    return prefixes
+
+
+def _resolve_thresholds(
+    raw: object, labels: tuple[str, ...], separator: str
+) -> tuple[tuple[str, float], ...]:
+    """Per-label overrides in label order; for each label the most specific matching key wins."""
+    given: dict[str, float] = {}
+    for key, value in _threshold_pairs(raw):
+        if not isinstance(key, str):
+            raise ConfigError(
+                f"threshold key {_show(key)} has type {type(key).__name__}; "
+                "keys must be label or group names (str)."
+            )
+        if key in given:
+            raise ConfigError(f"threshold for {key!r} is given twice; keep one.")
+        given[key] = check_threshold(value, f"threshold for {key!r}")
+    if not given:
+        return ()
+    matched: set[str] = set()
+    resolved: list[tuple[str, float]] = []
+    for label in labels:
+        winner: str | None = None
+        for candidate in [label, *_group_prefixes(label, separator)]:
+            if candidate in given:
+                matched.add(candidate)
+                if winner is None:
+                    winner = candidate
+        if winner is not None:
+            resolved.append((label, given[winner]))
+    unknown = [key for key in given if key not in matched]
+    if unknown:
+        names = set(labels)
+        for label in labels:
+            names.update(_group_prefixes(label, separator))
+        key = unknown[0]
+        raise ConfigError(
+            f"threshold key {key!r} names neither a label nor a group of labels "
+            f"(a group is a prefix of labels ending before {separator!r})."
+            f"{_did_you_mean(key, names)} Labels: {_show_list(labels)}."
+        )
+    return tuple(resolved)
+
+
+def _check_prompt(prompt: object) -> str | None:
+    if prompt is None:
+        return None
+    if not isinstance(prompt, str):
+        raise ConfigError(f"prompt must be a str (a task description) or None, got {type(prompt).__name__}.")
+    _check_unicode(prompt, "prompt")
+    # The reference treats an empty prompt as no prompt; store it that way so equal behaviour compares equal.
+    return prompt or None
+
+
+def _check_examples(examples: object) -> tuple[Example, ...]:
+    if examples is None:
+        return ()
+    if isinstance(examples, str | Mapping | Example) or not isinstance(examples, list | tuple):
+        raise ConfigError(
+            'examples must be a list of {"text": ..., "labels": [...]} items, '
+            f"got {type(examples).__name__}: {_show(examples)}."
+        )
+    return tuple(Example.coerce(example) for example in examples)
+
+
+# --------------------------------------------------------------------------------------------------
+# Values
+
+
+@dataclass(frozen=True)
+class Example:
+    """One few-shot example: a text and the labels it has (a list or tuple of str, stored as a tuple)."""
+
+    text: str
+    labels: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str) or not self.text.strip():
+            raise ConfigError(
+                f"few-shot example without text (text={_show(self.text)}); "
+                "give each example a non-empty 'text'."
+            )
+        labels = self.labels
+        refuse_unordered(labels, f"few-shot example {_show(self.text)}: labels")
+        if isinstance(labels, str) or not isinstance(labels, list | tuple):
+            hint = " Wrap a single label in a list." if isinstance(labels, str) else ""
+            raise ConfigError(
+                f"few-shot example {_show(self.text)}: labels must be a list of str, "
+                f"got {type(labels).__name__} {_show(labels)}.{hint}"
+            )
+        bad = [label for label in labels if not isinstance(label, str)]
+        if bad:
+            raise ConfigError(
+                f"few-shot example {_show(self.text)}: labels must be str, got {_show_list(bad)}; quote them."
+            )
+        _check_unicode(self.text, "few-shot example text")
+        for label in labels:
+            _check_unicode(label, "few-shot example label")
+        object.__setattr__(self, "labels", tuple(labels))
+
+    @classmethod
+    def coerce(cls, obj: Example | Mapping[str, Any]) -> Example:
+        """An Example as is, or one built from ``{"text": ..., "labels": [...]}`` (or ``"true_labels"``)."""
+        if isinstance(obj, Example):
+            return obj
+        if not isinstance(obj, Mapping):
+            raise ConfigError(
+                f'a few-shot example must be a mapping {{"text": ..., "labels": [...]}} or an Example, '
+                f"got {type(obj).__name__}: {_show(obj)}."
+            )
+        unknown = [key for key in obj if key not in _EXAMPLE_KEYS]
+        if unknown:
+            raise ConfigError(
+                f"few-shot example has unknown key(s) {_show_list(unknown)}; "
+                f"allowed keys: {', '.join(_EXAMPLE_KEYS)}."
+                + (_did_you_mean(unknown[0], _EXAMPLE_KEYS) if isinstance(unknown[0], str) else "")
+            )
+        if "text" not in obj:
+            raise ConfigError(f"few-shot example without text: {_show(dict(obj))}; add a 'text' key.")
+        if "labels" in obj and "true_labels" in obj:
+            raise ConfigError(
+                f"few-shot example {_show(obj['text'])} has both 'labels' and 'true_labels'; keep one."
+            )
+        if "labels" not in obj and "true_labels" not in obj:
+            raise ConfigError(f"few-shot example {_show(obj['text'])} has no 'labels'; add a list of labels.")
+        labels = obj["labels"] if "labels" in obj else obj["true_labels"]
+        return cls(text=obj["text"], labels=labels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The reference's form: ``{"text": ..., "labels": [...]}``."""
+        return {"text": self.text, "labels": list(self.labels)}
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    """An immutable, validated set of labels with optional thresholds, task prompt and few-shot examples.
+
+    Direct construction is validated and normalised like the constructors: lists become tuples,
+    ``thresholds`` may be given as a mapping or (key, value) pairs whose keys are labels or group
+    prefixes, and is stored as per-label overrides in label order; ``examples`` may be mappings.
+    ``structure`` (the nested labels the flat list came from) is kept for :meth:`to_dict` only and is
+    ignored by equality and hashing; when given it must flatten to ``labels``.
+
+    Bounds against hostile input: at most :attr:`MAX_LABELS` labels (``$GLICLASS_PIPELINES_MAX_LABELS``
+    overrides it), taxonomy files and texts of at most :attr:`MAX_FILE_BYTES`, and no YAML anchors or
+    aliases (a few hundred bytes of nested aliases expand to billions of labels).
+    """
+
+    MAX_LABELS: ClassVar[int] = 100_000
+    MAX_FILE_BYTES: ClassVar[int] = 32 * 1024 * 1024
+
+    labels: tuple[str, ...]
+    thresholds: tuple[tuple[str, float], ...] = ()
+    prompt: str | None = None
+    examples: tuple[Example, ...] = ()
+    separator: str = "."
+    structure: object = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        separator = _check_separator(self.separator)
+        labels = _check_labels(self.labels)
+        structure = self.structure
+        if structure is not None:
+            flat = tuple(flatten_labels(structure, separator))  # type: ignore[arg-type]
+            if flat != labels:
+                raise ConfigError(
+                    f"structure flattens to {_show_list(flat)}, which differs from labels "
+                    f"{_show_list(labels)}; "
+                    "build the taxonomy with Taxonomy.from_labels(structure), or pass structure=None."
+                )
+            structure = _copy_structure(structure)
+        thresholds = _resolve_thresholds(self.thresholds, labels, separator)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "structure", structure)
+        object.__setattr__(self, "thresholds", thresholds)
+        object.__setattr__(self, "prompt", _check_prompt(self.prompt))
+        object.__setattr__(self, "examples", _check_examples(self.examples))
+        object.__setattr__(self, "_overrides", dict(thresholds))
+
+    # ---- constructors ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_labels(
+        cls,
+        labels: Sequence[Any] | Mapping[str, Any],
+        *,
+        thresholds: Mapping[str, float] | None = None,
+        prompt: str | None = None,
+        examples: Sequence[Example | Mapping[str, Any]] | None = None,
+        separator: str = ".",
+    ) -> Taxonomy:
+        """Build from a list of labels, a nested mapping of groups, or a nested list.
+
+        ``thresholds`` maps a label or a group prefix (``"sentiment"`` covers ``"sentiment.*"``) to a
+        number in [0, 1]; for each label the most specific key wins. ``examples`` are Examples or mappings
+        ``{"text": str, "labels": [str, ...]}`` (``"true_labels"`` is accepted in place of ``"labels"``).
+        """
+        flat = flatten_labels(labels, separator)
+        if thresholds is not None and not isinstance(thresholds, Mapping):
+            raise ConfigError(
+                f"thresholds must be a mapping of label (or group) -> number, "
+                f"got {type(thresholds).__name__}: {_show(thresholds)}."
+            )
+        return cls(
+            labels=tuple(flat),
+            thresholds=tuple(thresholds.items()) if thresholds else (),
+            prompt=prompt,
+            examples=_check_examples(examples),
+            separator=separator,
+            structure=labels,
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | Sequence[Any]) -> Taxonomy:
+        """Build from a config mapping, or from bare labels.
+
+        The config mapping has the keys ``labels``, ``thresholds`` (mapping), ``prompt``, ``examples`` (list)
+        and ``separator``, as in :meth:`from_labels`. Only ``labels`` is required; a key whose value is None
+        counts as absent; an unknown key is an error. A bare list of labels, or a bare mapping of groups that
+        uses none of the keys above, is read as the labels themselves.
+        """
+        if isinstance(data, list | tuple):
+            return cls.from_labels(data)
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                f"a taxonomy config must be a mapping with a 'labels' key (or a bare list of labels), "
+                f"got {type(data).__name__}: {_show(data)}."
+            )
+        if not any(key in data for key in _CONFIG_KEYS):
+            return cls.from_labels(data)
+        unknown = [key for key in data if key not in _CONFIG_KEYS]
+        if unknown:
+            first = unknown[0]
+            raise ConfigError(
+                f"unknown key(s) {_show_list(unknown)} in taxonomy config; "
+                f"allowed keys: {', '.join(_CONFIG_KEYS)}."
+                + (_did_you_mean(first, _CONFIG_KEYS) if isinstance(first, str) else "")
+                + " (For a label hierarchy whose groups use those names, nest it under 'labels'.)"
+            )
+        if data.get("labels") is None:
+            raise ConfigError(
+                f"taxonomy config has no 'labels' (keys given: {_show_list(data)}); "
+                "add the labels to classify into."
+            )
+        separator = data.get("separator")
+        return cls.from_labels(
+            data["labels"],
+            thresholds=data.get("thresholds"),
+            prompt=data.get("prompt"),
+            examples=data.get("examples"),
+            separator="." if separator is None else separator,
+        )
+
+    @classmethod
+    def from_yaml(cls, source: str | os.PathLike[str]) -> Taxonomy:
+        """Build from a YAML file (a PathLike, or a str naming an existing file) or from YAML text."""
+        from gliclass_pipelines.taxonomy.files import _from_parsed, _parse_yaml, _read_source
+
+        text, origin = _read_source(source)
+        return _from_parsed(cls, _parse_yaml(text, origin), origin, source, "YAML")
+
+    @classmethod
+    def from_json(cls, source: str | os.PathLike[str]) -> Taxonomy:
+        """Build from a JSON file (a PathLike, or a str naming an existing file) or from JSON text."""
+        from gliclass_pipelines.taxonomy.files import _from_parsed, _parse_json, _read_source
+
+        text, origin = _read_source(source)
+        return _from_parsed(cls, _parse_json(text, origin, source), origin, source, "JSON")
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Taxonomy:
+        """Build from a file, by extension: .yaml/.yml, .json, or else plain text with one label per line.
+
+        In a plain text file, surrounding whitespace is stripped from each line, and blank lines and lines
+        starting with ``#`` are skipped.
+        """
+        if not isinstance(path, str | os.PathLike):
+            raise ConfigError(f"path must be a str or os.PathLike, got {type(path).__name__}: {_show(path)}.")
+        from gliclass_pipelines.taxonomy.files import _from_parsed, _parse_json, _parse_yaml, _read_file
+
+        name = os.fspath(path)
+        text = _read_file(name)
+        extension = os.path.splitext(name)[1].lower()
+        if extension in (".yaml", ".yml"):
+            return _from_parsed(cls, _parse_yaml(text, name), name, path, "YAML")
+        if extension == ".json":
+            return _from_parsed(cls, _parse_json(text, name, path), name, path, "JSON")
+        lines = (line.strip() for line in text.splitlines())
+        labels = [line for line in lines if line and not line.startswith("#")]
+        try:
+            return cls.from_labels(labels)
+        except ConfigError as err:
+            raise ConfigError(f"{name}: {err}") from err
+
+    @classmethod
+    def coerce(cls, obj: Taxonomy | Sequence[Any] | Mapping[str, Any], *, separator: str = ".") -> Taxonomy:
+        """A Taxonomy as is; a list of labels or a nested mapping through :meth:`from_labels`.
+
+        A mapping that uses the config keys (``labels``, ``thresholds``, ...) is read as a config, like
+        :meth:`from_dict`, with ``separator`` as the default separator.
+        """
+        if isinstance(obj, Taxonomy):
+            return obj
+        if isinstance(obj, Mapping) and any(key in obj for key in _CONFIG_KEYS):
+            if "separator" not in obj or obj["separator"] is None:
+                obj = {**obj, "separator": separator}
+            return cls.from_dict(obj)
+        if isinstance(obj, Mapping | list | tuple):
+            return cls.from_labels(obj, separator=separator)
+        refuse_unordered(obj, "labels")
+        hint = " To load a file use Taxonomy.from_file(path)." if isinstance(obj, str | os.PathLike) else ""
+        raise ConfigError(
+            f"cannot make a Taxonomy from {type(obj).__name__} {_show(obj)}; "
+            f"pass a Taxonomy, a list of labels or a mapping of groups to labels.{hint}"
+        )
+
+    # ---- use ---------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def threshold_for(self, label: str, default: float) -> float:
+        """The label's threshold override, or ``default`` when it has none (or is not in the taxonomy)."""
+        return self._overrides.get(label, default)  # type: ignore[attr-defined]
+
+    def thresholds_for(self, default: float) -> list[float]:
+        """One threshold per label, in label order: the override where there is one, else ``default``."""
+        default = check_threshold(default, "default threshold")
+        overrides: dict[str, float] = self._overrides  # type: ignore[attr-defined]
+        return [overrides.get(label, default) for label in self.labels]
+
+    def examples_as_dicts(self) -> list[dict[str, Any]] | None:
+        """Few-shot examples in the reference's form ``[{"text": ..., "labels": [...]}]``; None when none."""
+        if not self.examples:
+            return None
+        return [example.to_dict() for example in self.examples]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (JSON/YAML-ready) that :meth:`from_dict` turns back into an equal Taxonomy.
+
+        ``labels`` is the original nested structure when there is one; optional keys appear only when set.
+        """
+        out: dict[str, Any] = {
+            "labels": list(self.labels) if self.structure is None else _copy_structure(self.structure)
+        }
+        if self.thresholds:
+            out["thresholds"] = dict(self.thresholds)
+        if self.prompt is not None:
+            out["prompt"] = self.prompt
+        if self.examples:
+            out["examples"] = self.examples_as_dicts()
+        if self.separator != ".":
+            out["separator"] = self.separator
+        return out
