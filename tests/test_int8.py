@@ -173,8 +173,8 @@ def test_registry_keeps_float32_and_int8_apart(checkpoint_factory):
     assert Classifier.load(path, precision="int8") is int8  # built once; 'auto' is the CPU for int8
     assert Classifier.load(path, device="cpu", precision="float32") is float32
     held = REGISTRY.keys()
-    keys = [k for k in held if str(path) in str(k[0])]
-    assert len(keys) == 2 and sum(k[-1] == "int8" for k in keys) == 1
+    keys = [k for k in held if str(path) in str(k.source)]
+    assert len(keys) == 2 and sum(k.precision == "int8" for k in keys) == 1
     diff = np.abs(np.nan_to_num(score_table(int8, TEXTS) - score_table(float32, TEXTS)))
     assert 0 < diff.max() < 0.15
 

@@ -11,7 +11,7 @@ from test_parity import EXAMPLES, LABELS, PROMPT, ROW_LABELS, TOL, scores_of
 
 from gliclass_pipelines import Classifier, Taxonomy
 from gliclass_pipelines.core import classifier as engine
-from gliclass_pipelines.model.arch_encdec import tie_token_embeddings
+from gliclass_pipelines.model.checkpoint import tie_token_embeddings
 
 # One checkpoint per design; module-scoped, tiny.
 ARCHITECTURE_VARIANTS = {

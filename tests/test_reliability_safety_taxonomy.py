@@ -123,7 +123,7 @@ def test_label_cap_is_enforced_and_named(tmp_path, monkeypatch, reliability):
     assert len(Taxonomy.from_labels([f"x{i}" for i in range(2000)])) == 2000
 
     monkeypatch.delenv(MAX_LABELS_ENV)
-    assert max_labels() == Taxonomy.MAX_LABELS == 100_000
+    assert max_labels(Taxonomy.MAX_LABELS) == Taxonomy.MAX_LABELS == 100_000
     monkeypatch.setattr(Taxonomy, "MAX_LABELS", 10)
     with pytest.raises(ConfigError, match="more than 10 labels"):
         Taxonomy.from_labels({"g": [f"x{i}" for i in range(11)]})

@@ -30,7 +30,6 @@ from gliclass_pipelines.core.encoding import (
     check_max_length,
     estimate_label_tokens,
     estimate_tokens,
-    is_tokenizer_failure,
     text_problem,
     text_token_cap,
     tokenizer_failed,
@@ -54,11 +53,13 @@ from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.model.int8 import check_precision, precision_device, quantize
 from gliclass_pipelines.model.sources import (
     REGISTRY,
+    ModelKey,
     ModelSource,
     load_checkpoint,
     resolve_device,
     resolve_dtype,
 )
+from gliclass_pipelines.model.tokenizer_checks import is_tokenizer_failure
 
 logger = logging.getLogger(__name__)
 
@@ -157,9 +158,9 @@ class Classifier:
         resolved_dtype = resolve_dtype(dtype, resolved_device)
         if num_threads:  # adapters call this per batch
             set_threads(int(num_threads))
-        key = (source, resolved_device, resolved_dtype, max_length)
-        if precision != "float32":
-            key += (precision,)
+        key = ModelKey(
+            source, resolved_device, resolved_dtype, max_length, None if precision == "float32" else precision
+        )
         return REGISTRY.get_or_load(
             key, lambda: cls._load(source, resolved_device, resolved_dtype, max_length, precision)
         )

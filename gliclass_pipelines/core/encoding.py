@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gliclass_pipelines._common.redaction import shorten
+from gliclass_pipelines.core.arch_encdec import encoder_decoder_groups
 from gliclass_pipelines.core.label_plan import (
+    EncodedSequence,
     LabelGroup,
     LabelPlan,
     format_examples,
@@ -24,7 +26,8 @@ from gliclass_pipelines.core.label_plan import (
 from gliclass_pipelines.core.long_text import STREAM_CHARS, WINDOW_BATCH, Windows, text_pieces, windows_of
 from gliclass_pipelines.core.outcomes import RowOutcome, is_missing
 from gliclass_pipelines.errors import ConfigError, ModelLoadError
-from gliclass_pipelines.model.arch_encdec import ENCODER_DECODERS, encoder_decoder_groups
+from gliclass_pipelines.model.fields import ENCODER_DECODERS
+from gliclass_pipelines.model.tokenizer_checks import is_tokenizer_failure
 from gliclass_pipelines.taxonomy.taxonomy import SEP_MARK, Example
 
 logger = logging.getLogger(__name__)
@@ -80,16 +83,6 @@ def check_max_length(max_length: int | None, positions: int | None, source: str)
 
 
 @dataclass
-class EncodedSequence:
-    """One model input: a text (or a window of it) with one label group."""
-
-    row: int
-    plan: LabelPlan
-    group: LabelGroup
-    ids: list[int]
-
-
-@dataclass
 class Encoded:
     """What encoding some texts gave: their sequences, which texts were cut, which the tokenizer failed
     on (row -> outcome), and which are long enough to stream (:meth:`TextEncoder.stream`)."""
@@ -98,12 +91,6 @@ class Encoded:
     truncated: list[bool]
     failed: dict[int, RowOutcome] = field(default_factory=dict)
     streamed: list[int] = field(default_factory=list)
-
-
-def is_tokenizer_failure(exc: BaseException) -> bool:
-    """Whether a tokenizer call failed on its input: any Exception, or a panic in the Rust tokenizers
-    (pyo3's PanicException derives from BaseException), never an interrupt or an exit."""
-    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
 
 
 def tokenizer_failed(exc: BaseException) -> RowOutcome:

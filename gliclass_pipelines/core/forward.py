@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from gliclass_pipelines.core.encoding import EncodedSequence
-from gliclass_pipelines.errors import ConfigError
-from gliclass_pipelines.model.arch_encdec import ENCODER_DECODERS, encoder_decoder_logits
-from gliclass_pipelines.model.arch_fused import fused_logits
-from gliclass_pipelines.model.fields import allocated_slots
+from gliclass_pipelines.core.arch_encdec import encoder_decoder_logits
+from gliclass_pipelines.core.arch_fused import fused_logits
+from gliclass_pipelines.core.heads import calibrated, masked_pool, score
+from gliclass_pipelines.core.label_plan import EncodedSequence
+from gliclass_pipelines.model.fields import ENCODER_DECODERS, allocated_slots
 
 BI_ENCODERS = ("bi-encoder", "bi-encoder-fused")  # architectures with a label encoder
 
@@ -175,38 +175,6 @@ def uni_encoder_logits(
     return calibrated(model, logits, pooled, classes, class_mask)
 
 
-def score(
-    scorer_type: str,
-    scorer: Any,
-    text: torch.Tensor,
-    classes: torch.Tensor,
-    slots: torch.Tensor,
-    text_mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The scorer's logits (batch, label slots); a label-mixing scorer sees only the `slots` marked 1."""
-    mixing = LABEL_MIXING_SCORERS.get(scorer_type)
-    if mixing is not None:
-        return mixing(scorer, text, classes, slots.bool())
-    return scorer(text, classes, text_mask=text_mask)
-
-
-def hopfield_scores(
-    scorer: Any, text: torch.Tensor, classes: torch.Tensor, slots: torch.Tensor
-) -> torch.Tensor:
-    """gliclass's HopfieldScorer with its own weights, its softmax over labels taken over `slots` only."""
-    keys = scorer.k_proj(text.unsqueeze(1))  # (batch, 1, dim)
-    values = scorer.v_proj(text.unsqueeze(1))
-    outside = ~slots.unsqueeze(-1)
-    for _ in range(scorer.num_iteration):
-        attention = torch.bmm(scorer.q_proj(classes), keys.transpose(1, 2)) * scorer.beta
-        attention = attention.masked_fill(outside, torch.finfo(attention.dtype).min).softmax(dim=1)
-        classes = classes + attention * values
-    return scorer.mlp(classes).squeeze(-1)
-
-
-LABEL_MIXING_SCORERS = {"hopfield": hopfield_scores}
-
-
 def _encoder_states(inner: Any, config: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     encoder = inner.encoder_model
     need_all = bool(getattr(config, "squeeze_layers", False)) or config.encoder_layer_id != -1
@@ -222,41 +190,3 @@ def _encoder_states(inner: Any, config: Any, ids: torch.Tensor, mask: torch.Tens
     if config.encoder_layer_id != -1:
         return outputs.hidden_states[config.encoder_layer_id]
     return outputs[0]
-
-
-def calibrated(
-    model: Any, logits: torch.Tensor, pooled: torch.Tensor, classes: torch.Tensor, class_mask: torch.Tensor
-) -> torch.Tensor:
-    """Logits after the model's calibrator head, when it has one."""
-    calibrator = getattr(model, "calibrator", None)
-    if calibrator is None:
-        return logits
-    beta, bias = calibrator(pooled, classes, logits, class_mask)
-    return (beta * logits.float() + bias).to(logits.dtype)
-
-
-def masked_pool(strategy: str, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Pool token states over real tokens only: the answer a batch of one (no padding) gives. ``pass``
-    keeps every token's state; the scorer that reads them (cross-attn) masks the padding itself."""
-    if strategy == "pass":
-        return states
-    if strategy == "first":
-        return states[:, 0]
-    if strategy == "last":
-        last = mask.long().sum(dim=1) - 1
-        return states[torch.arange(states.shape[0], device=states.device), last]
-    weights = mask.unsqueeze(-1).to(states.dtype)
-    count = weights.sum(dim=1)
-    if strategy == "max":
-        return states.masked_fill(weights == 0, torch.finfo(states.dtype).min).amax(dim=1)
-    if strategy == "abs_max":
-        return (states.abs() * weights).amax(dim=1)
-    if strategy == "sum":
-        return (states * weights).sum(dim=1)
-    if strategy == "avg":
-        return (states * weights).sum(dim=1) / count
-    if strategy == "abs_avg":
-        return (states.abs() * weights).sum(dim=1) / count
-    if strategy == "rms":
-        return ((states.pow(2) * weights).sum(dim=1) / count).sqrt()
-    raise ConfigError(f"pooling {strategy!r} is not supported")

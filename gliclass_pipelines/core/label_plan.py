@@ -11,7 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -19,9 +19,6 @@ from gliclass_pipelines.core.outcomes import RowOutcome
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.taxonomy.labels import unordered
 from gliclass_pipelines.taxonomy.taxonomy import EXAMPLE_MARK, LABEL_MARK, SEP_MARK, Example, Taxonomy
-
-if TYPE_CHECKING:
-    from gliclass_pipelines.core.encoding import TextEncoder
 
 PLAN_CACHE_SIZE = 4096
 Tokenize = Callable[[list[str]], list[list[int]]]
@@ -234,10 +231,16 @@ def _hashable(value: Any) -> bool:
     return True
 
 
+class LabelGrouper(Protocol):
+    """What the planner asks of a text encoder (encoding.TextEncoder): a label set cut into groups."""
+
+    def label_groups(self, labels: tuple[str, ...], prompt: str, examples: str) -> list[LabelGroup]: ...
+
+
 class LabelPlanner:
     """Builds and caches the label plans of one model (its tokenizer and architecture)."""
 
-    def __init__(self, encoder: TextEncoder, bi_encoder: bool) -> None:
+    def __init__(self, encoder: LabelGrouper, bi_encoder: bool) -> None:
         self.encoder = encoder
         self.bi_encoder = bi_encoder
         self._lock = threading.Lock()
@@ -329,3 +332,13 @@ class LabelPlanner:
         examples = format_examples(taxonomy.examples)
         groups = self.encoder.label_groups(taxonomy.labels, prompt, examples)
         return LabelPlan(taxonomy.labels, tuple(groups), thresholds, taxonomy, prompt, examples)
+
+
+@dataclass
+class EncodedSequence:
+    """One model input: a text (or a window of it) with one label group."""
+
+    row: int
+    plan: LabelPlan
+    group: LabelGroup
+    ids: list[int]

@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from gliclass_pipelines.core.encoding import EncodedSequence
-from gliclass_pipelines.core.label_plan import EMPTY_PLAN, LabelPlan
+from gliclass_pipelines.core.label_plan import EMPTY_PLAN, EncodedSequence, LabelPlan
 
 
 def empty_logits(sequences: Sequence[EncodedSequence], n_rows: int) -> list[np.ndarray]:

@@ -18,7 +18,7 @@ from typing import Any
 from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.errors import ModelLoadError, UnsupportedModelError
 from gliclass_pipelines.model.combinations import unsupported_features
-from gliclass_pipelines.model.fields import field_problems
+from gliclass_pipelines.model.fields import ENCODER_DECODERS, field_problems
 
 MAX_JSON_BYTES = 64 * 1024 * 1024  # a config or tokenizer config is kilobytes
 MAX_CHECKPOINT_FILES = 1_000  # a checkpoint folder holds a handful of files
@@ -168,7 +168,6 @@ def load_checkpoint(directory: Path, spec: str) -> tuple[Any, Any, Any]:
     from gliclass import GLiClassModel
     from transformers import AutoTokenizer
 
-    from gliclass_pipelines.model.arch_encdec import tie_token_embeddings
     from gliclass_pipelines.model.checkpoint_checks import check_before_loading, check_loaded
 
     config = check_checkpoint_dir(directory, spec)
@@ -245,3 +244,18 @@ def _quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def tie_token_embeddings(model: Any) -> None:
+    """Tie a T5-style backbone's encoder and decoder token embeddings to its shared matrix, as they were
+    when the checkpoint was saved (it holds only ``shared.weight``). The reference's loading (gliclass
+    0.1.21 on transformers 5) re-ties the encoder's only and leaves the decoder's random, so its scores
+    change from one load to the next."""
+    if getattr(model.config, "architecture_type", None) not in ENCODER_DECODERS:
+        return
+    backbone = model.model.encoder_decoder_model
+    if not getattr(backbone.config, "tie_word_embeddings", True) or not hasattr(backbone, "shared"):
+        return
+    for part in (getattr(backbone, "encoder", None), getattr(backbone, "decoder", None)):
+        if part is not None and getattr(part, "embed_tokens", None) is not None:
+            part.embed_tokens.weight = backbone.shared.weight

@@ -26,6 +26,8 @@ OTHER_ARCHITECTURES = "other-architectures"
 STATUSES = (HONOURED, REFUSED, TRAINING, OTHER_ARCHITECTURES)
 LABEL_ALLOCATIONS = ("dynamic", "fixed")  # or a positive integer
 
+ENCODER_DECODERS = ("encoder-decoder", "encoder-decoder-cls")  # T5-style: text and labels in two sequences
+
 
 @dataclass(frozen=True)
 class FieldUse:

@@ -14,14 +14,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from gliclass_pipelines._common.redaction import redact, shorten
 from gliclass_pipelines.errors import ConfigError
-
-if TYPE_CHECKING:
-    from gliclass_pipelines.model.sources import ModelSource
 
 logger = logging.getLogger(__name__)
 
@@ -30,24 +26,6 @@ DEFAULT_MAX_MODELS = 2
 
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ModelKey:
-    """What identifies one loaded model in the registry: the same source at another device, dtype,
-    length limit or precision is another model."""
-
-    source: ModelSource
-    device: str
-    dtype: str
-    max_length: int | None = None
-    precision: str | None = None  # None: the dtype's own weights; e.g. "int8" for a quantized copy
-
-    def __str__(self) -> str:
-        extra = "".join(
-            f", {k}={v}" for k, v in (("max_length", self.max_length), ("precision", self.precision)) if v
-        )
-        return f"{self.source} on {self.device} ({self.dtype}{extra})"
 
 
 def max_models() -> int:

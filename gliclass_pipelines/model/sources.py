@@ -37,7 +37,6 @@ from gliclass_pipelines.model.registry import (
     DEFAULT_MAX_MODELS,
     MAX_MODELS_ENV,
     REGISTRY,
-    ModelKey,
     Registry,
     load_count,
     max_models,
@@ -137,6 +136,24 @@ class ModelSource:
             directory = _download_from_hub(self.location, self.revision)
         check_checkpoint_dir(directory, str(self))
         return directory
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """What identifies one loaded model in the registry: the same source at another device, dtype,
+    length limit or precision is another model."""
+
+    source: ModelSource
+    device: str
+    dtype: str
+    max_length: int | None = None
+    precision: str | None = None  # None: the dtype's own weights; e.g. "int8" for a quantized copy
+
+    def __str__(self) -> str:
+        extra = "".join(
+            f", {k}={v}" for k, v in (("max_length", self.max_length), ("precision", self.precision)) if v
+        )
+        return f"{self.source} on {self.device} ({self.dtype}{extra})"
 
 
 def _download_from_hub(repo_id: str, revision: str | None) -> Path:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from gliclass_pipelines._common.redaction import shorten
-from gliclass_pipelines.core.encoding import is_tokenizer_failure
 from gliclass_pipelines.errors import ModelLoadError
 from gliclass_pipelines.taxonomy.taxonomy import EXAMPLE_MARK, LABEL_MARK, SEP_MARK
 
@@ -41,6 +40,12 @@ PROBE_TEXTS = (
     "Scripts and emoji: \u00e9t\u00e9, \u00fcber, \u4e2d\u6587, \u0639\u0631\u0628\u064a, \U0001f600.",
     *(c * 200 + ("!" if c != "!" else "?") for c in _RUN_CHARACTERS),  # bait for backtracking regexes
 )
+
+
+def is_tokenizer_failure(exc: BaseException) -> bool:
+    """Whether a tokenizer call failed on its input: any Exception, or a panic in the Rust tokenizers
+    (pyo3's PanicException derives from BaseException), never an interrupt or an exit."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
 
 
 def check_tokenizer_files(directory: Path, rows: int | None, name: str) -> None:

@@ -7,11 +7,13 @@ of nested aliases expand to billions of labels), and so is a key given twice in 
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from gliclass_pipelines._common.show import show
 from gliclass_pipelines.errors import ConfigError
-from gliclass_pipelines.taxonomy.labels import _show
-from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
+
+T = TypeVar("T")
 
 
 def _is_file(name: str) -> bool:
@@ -21,43 +23,41 @@ def _is_file(name: str) -> bool:
         return False
 
 
-def _read_file(name: str | bytes) -> str:
-    limit = Taxonomy.MAX_FILE_BYTES
+def read_file(name: str | bytes, limit: int) -> str:
     try:
         with open(name, "rb") as handle:
             data = handle.read(limit + 1)
         if len(data) > limit:
             raise ConfigError(
-                f"taxonomy file {_show(name)} is larger than {limit:,} bytes (Taxonomy.MAX_FILE_BYTES); "
+                f"taxonomy file {show(name)} is larger than {limit:,} bytes (Taxonomy.MAX_FILE_BYTES); "
                 "a taxonomy this large is not a label list."
             )
         return data.decode("utf-8-sig")
     except FileNotFoundError as err:
-        raise ConfigError(f"taxonomy file not found: {_show(name)}; check the path.") from err
+        raise ConfigError(f"taxonomy file not found: {show(name)}; check the path.") from err
     except IsADirectoryError as err:
-        raise ConfigError(f"taxonomy path {_show(name)} is a directory; give the path of a file.") from err
+        raise ConfigError(f"taxonomy path {show(name)} is a directory; give the path of a file.") from err
     except UnicodeDecodeError as err:
-        raise ConfigError(f"taxonomy file {_show(name)} is not UTF-8 text: {err}.") from err
+        raise ConfigError(f"taxonomy file {show(name)} is not UTF-8 text: {err}.") from err
     except OSError as err:
-        raise ConfigError(f"cannot read taxonomy file {_show(name)}: {err}.") from err
+        raise ConfigError(f"cannot read taxonomy file {show(name)}: {err}.") from err
 
 
-def _read_source(source: object) -> tuple[str, str]:
+def read_source(source: object, limit: int) -> tuple[str, str]:
     """(text, origin) of a path or of literal text; a single-line str naming an existing file is a path."""
     if isinstance(source, os.PathLike):
         name = os.fspath(source)
-        return _read_file(name), str(name)
+        return read_file(name, limit), str(name)
     if not isinstance(source, str):
         raise ConfigError(
             f"source must be a path (str or os.PathLike) or document text, got {type(source).__name__}: "
-            f"{_show(source)}."
+            f"{show(source)}."
         )
     if "\n" not in source and _is_file(source):
-        return _read_file(source), source
-    if len(source) > Taxonomy.MAX_FILE_BYTES:
+        return read_file(source, limit), source
+    if len(source) > limit:
         raise ConfigError(
-            f"taxonomy text of {len(source):,} characters is larger than Taxonomy.MAX_FILE_BYTES "
-            f"({Taxonomy.MAX_FILE_BYTES:,})."
+            f"taxonomy text of {len(source):,} characters is larger than Taxonomy.MAX_FILE_BYTES ({limit:,})."
         )
     return source, "<text>"
 
@@ -66,7 +66,7 @@ def _looks_like_path(source: object) -> bool:
     return isinstance(source, str) and "\n" not in source and not source.lstrip().startswith(("{", "["))
 
 
-def _parse_yaml(text: str, origin: str) -> object:
+def parse_yaml(text: str, origin: str) -> object:
     try:
         import yaml
     except ImportError as err:  # pragma: no cover - pyyaml is a dependency
@@ -98,7 +98,7 @@ def _parse_yaml(text: str, origin: str) -> object:
                     continue
                 if duplicate:
                     raise ConfigError(
-                        f"{origin}: key {_show(key)} is given twice in one mapping "
+                        f"{origin}: key {show(key)} is given twice in one mapping "
                         f"(line {key_node.start_mark.line + 1}); merge the two entries."
                     )
             return super().construct_mapping(node, deep=deep)
@@ -111,7 +111,7 @@ def _parse_yaml(text: str, origin: str) -> object:
         raise ConfigError(f"{origin}: the YAML is nested too deeply to be a taxonomy.") from err
 
 
-def _parse_json(text: str, origin: str, source: object) -> object:
+def parse_json(text: str, origin: str, source: object) -> object:
     import json
 
     def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -131,20 +131,21 @@ def _parse_json(text: str, origin: str, source: object) -> object:
     except json.JSONDecodeError as err:
         if origin == "<text>" and _looks_like_path(source):
             raise ConfigError(
-                f"{_show(source)} is neither an existing file nor JSON text; check the path."
+                f"{show(source)} is neither an existing file nor JSON text; check the path."
             ) from err
         raise ConfigError(f"{origin}: not valid JSON: {err}") from err
 
 
-def _from_parsed(cls: type[Taxonomy], data: object, origin: str, source: object, kind: str) -> Taxonomy:
+def from_parsed(build: Callable[[Any], T], data: object, origin: str, source: object, kind: str) -> T:
+    """``build(data)`` (Taxonomy.from_dict), its errors prefixed with where the document came from."""
     if data is None:
         raise ConfigError(f"{origin}: the {kind} document is empty; it should hold the labels.")
     if isinstance(data, str) and origin == "<text>" and _looks_like_path(source):
         raise ConfigError(
-            f"{_show(source)} is neither an existing file nor {kind} text with labels; check the path."
+            f"{show(source)} is neither an existing file nor {kind} text with labels; check the path."
         )
     try:
-        return cls.from_dict(data)  # type: ignore[arg-type]
+        return build(data)
     except ConfigError as err:
         if str(err).startswith(f"{origin}:"):
             raise

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence, Set
+from collections.abc import Iterator, Mapping, MappingView, Sequence, Set
 from typing import Any
 
+from gliclass_pipelines._common.show import did_you_mean, show, show_list  # noqa: F401 (did_you_mean: taxonomy)
 from gliclass_pipelines.errors import ConfigError
 
 #: Special tokens the model's input layout is built from; a label containing one would corrupt it.
@@ -21,36 +22,12 @@ MARKERS: tuple[str, ...] = (LABEL_MARK, SEP_MARK, EXAMPLE_MARK)
 
 #: Environment variable that overrides Taxonomy.MAX_LABELS (the most labels one taxonomy may hold).
 MAX_LABELS_ENV = "GLICLASS_PIPELINES_MAX_LABELS"
+#: Most labels in one taxonomy, unless Taxonomy.MAX_LABELS or $GLICLASS_PIPELINES_MAX_LABELS says otherwise.
+DEFAULT_MAX_LABELS = 100_000
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u180e"))
 
-_SHOW_MAX = 80
-_LIST_MAX = 10
 
-
-def _show(value: object) -> str:
-    """repr() of a value, cut short so an error message stays readable."""
-    text = repr(value)
-    if len(text) > _SHOW_MAX:
-        text = text[: _SHOW_MAX - 3] + "..."
-    return text
-
-
-def _show_list(values: Iterable[object]) -> str:
-    values = list(values)
-    shown = ", ".join(_show(v) for v in values[:_LIST_MAX])
-    if len(values) > _LIST_MAX:
-        shown += f", ... ({len(values) - _LIST_MAX} more)"
-    return shown
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    import difflib  # only on the error path
-
-    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
-    return f" Did you mean {' or '.join(_show(c) for c in close)}?" if close else ""
-
-
-def _check_unicode(text: str, what: str) -> None:
+def check_unicode(text: str, what: str) -> None:
     """Refuse a str that cannot be encoded as UTF-8 (a lone surrogate): no tokenizer can read it."""
     if text.isascii():
         return
@@ -58,7 +35,7 @@ def _check_unicode(text: str, what: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError as err:
         raise ConfigError(
-            f"{what} {_show(text)} is not valid Unicode (a lone surrogate at character {err.start}); "
+            f"{what} {show(text)} is not valid Unicode (a lone surrogate at character {err.start}); "
             "fix its encoding."
         ) from err
 
@@ -73,15 +50,13 @@ def normalize_label(label: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text.casefold()).split())
 
 
-def max_labels() -> int:
-    """Most labels in one taxonomy: $GLICLASS_PIPELINES_MAX_LABELS if set, else Taxonomy.MAX_LABELS."""
-    from gliclass_pipelines.taxonomy.taxonomy import Taxonomy  # the class attribute users may set
-
+def max_labels(default: int) -> int:
+    """Most labels in one taxonomy: $GLICLASS_PIPELINES_MAX_LABELS if set, else ``default``."""
     raw = os.environ.get(MAX_LABELS_ENV, "").strip()
     if not raw:
-        return Taxonomy.MAX_LABELS
+        return default
     if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"{MAX_LABELS_ENV} must be a positive integer, got {_show(raw)}.")
+        raise ConfigError(f"{MAX_LABELS_ENV} must be a positive integer, got {show(raw)}.")
     return int(raw)
 
 
@@ -117,7 +92,9 @@ def _too_many_labels(cap: int) -> ConfigError:
 # Flattening
 
 
-def flatten_labels(labels: Sequence[Any] | Mapping[str, Any], separator: str = ".") -> list[str]:
+def flatten_labels(
+    labels: Sequence[Any] | Mapping[str, Any], separator: str = ".", cap: int | None = None
+) -> list[str]:
     """Flatten (possibly hierarchical) labels into a list of label strings.
 
     Same order and joining as ``gliclass.pipeline.flatten_hierarchical_labels``: a mapping's keys become
@@ -128,21 +105,21 @@ def flatten_labels(labels: Sequence[Any] | Mapping[str, Any], separator: str = "
     Raises ConfigError for anything that is not a str, list, tuple or mapping, for an empty label or group
     name, for a group name that is not a str, and for a group whose value is missing (None).
     """
-    _check_separator(separator)
+    check_separator(separator)
     if isinstance(labels, str):
         raise ConfigError(
-            f"labels must be a list or a mapping of labels, got the single string {_show(labels)}. "
+            f"labels must be a list or a mapping of labels, got the single string {show(labels)}. "
             "Wrap one label in a list, or load a file with Taxonomy.from_file(path)."
         )
     refuse_unordered(labels, "labels")
     if not isinstance(labels, Mapping | list | tuple):
         raise ConfigError(
             f"labels must be a list of str or a nested mapping of groups to labels, "
-            f"got {type(labels).__name__}: {_show(labels)}."
+            f"got {type(labels).__name__}: {show(labels)}."
         )
     out: list[str] = []
     try:
-        _flatten_into(labels, None, separator, out, "labels", max_labels())
+        _flatten_into(labels, None, separator, out, "labels", cap or max_labels(DEFAULT_MAX_LABELS))
     except RecursionError as err:
         raise ConfigError("labels are nested too deeply; a taxonomy needs a few levels at most.") from err
     return out
@@ -153,23 +130,23 @@ def _flatten_into(  # noqa: PLR0913 - recursive walk state
 ) -> None:
     if isinstance(node, str):
         if not node.strip():
-            raise ConfigError(f"empty label {_show(node)} at {where}; remove it or give it a name.")
+            raise ConfigError(f"empty label {show(node)} at {where}; remove it or give it a name.")
         if len(out) >= cap:
             raise _too_many_labels(cap)
         out.append(node if prefix is None else f"{prefix}{separator}{node}")
     elif isinstance(node, Mapping):
         for key, value in node.items():
-            here = f"{where}[{_show(key)}]"
+            here = f"{where}[{show(key)}]"
             if not isinstance(key, str):
                 raise ConfigError(
-                    f"group name {_show(key)} at {here} has type {type(key).__name__}, not a str; "
+                    f"group name {show(key)} at {here} has type {type(key).__name__}, not a str; "
                     "quote it (in YAML, yes/no/on/off and numbers are not strings unless quoted)."
                 )
             if not key.strip():
-                raise ConfigError(f"empty group name {_show(key)} at {where}; give the group a name.")
+                raise ConfigError(f"empty group name {show(key)} at {where}; give the group a name.")
             if value is None or (isinstance(value, Mapping | list | tuple) and not value):
                 raise ConfigError(
-                    f"group {_show(key)} at {here} has no labels (its value is {_show(value)}); "
+                    f"group {show(key)} at {here} has no labels (its value is {show(value)}); "
                     "give it a list of labels or remove it."
                 )
             child = key if prefix is None else f"{prefix}{separator}{key}"
@@ -180,18 +157,18 @@ def _flatten_into(  # noqa: PLR0913 - recursive walk state
     else:
         refuse_unordered(node, f"labels at {where}")
         raise ConfigError(
-            f"label {_show(node)} at {where} has type {type(node).__name__}; labels must be str "
+            f"label {show(node)} at {where} has type {type(node).__name__}; labels must be str "
             "(groups: a list or mapping). Quote it (in YAML, numbers and yes/no are not strings unless "
             "quoted)."
         )
 
 
-def _copy_structure(node: object) -> object:
+def copy_structure(node: object) -> object:
     """A private copy of a label structure: mappings become dicts, tuples become lists."""
     if isinstance(node, Mapping):
-        return {key: _copy_structure(value) for key, value in node.items()}
+        return {key: copy_structure(value) for key, value in node.items()}
     if isinstance(node, list | tuple):
-        return [_copy_structure(item) for item in node]
+        return [copy_structure(item) for item in node]
     return node
 
 
@@ -199,50 +176,49 @@ def _copy_structure(node: object) -> object:
 # Field checks
 
 
-def _check_separator(separator: object) -> str:
+def check_separator(separator: object) -> str:
     if not isinstance(separator, str) or not separator:
         raise ConfigError(
-            f"separator must be a non-empty str (it joins group and label names), got {_show(separator)}; "
+            f"separator must be a non-empty str (it joins group and label names), got {show(separator)}; "
             'use the default ".".'
         )
     return separator
 
 
-def _check_labels(labels: object) -> tuple[str, ...]:
+def check_labels(labels: object, cap: int) -> tuple[str, ...]:
     refuse_unordered(labels, "Taxonomy labels")
     if isinstance(labels, str) or not isinstance(labels, list | tuple):
         hint = " For nested labels use Taxonomy.from_labels(...)." if isinstance(labels, Mapping) else ""
         raise ConfigError(
-            f"Taxonomy labels must be a list or tuple of str, got {type(labels).__name__}: {_show(labels)}."
+            f"Taxonomy labels must be a list or tuple of str, got {type(labels).__name__}: {show(labels)}."
             + hint
         )
     if not labels:
         raise ConfigError("the taxonomy has no labels; give at least one label.")
-    cap = max_labels()
     if len(labels) > cap:
         raise _too_many_labels(cap)
     seen: dict[str, str] = {}
     for i, label in enumerate(labels):
         if not isinstance(label, str):
             raise ConfigError(
-                f"label #{i} has type {type(label).__name__}, not a str: {_show(label)}. "
+                f"label #{i} has type {type(label).__name__}, not a str: {show(label)}. "
                 "Quote it (in YAML, numbers and yes/no are not strings unless quoted)."
             )
         if not label.strip():
-            raise ConfigError(f"label #{i} is empty or whitespace only ({_show(label)}); remove it.")
-        _check_unicode(label, "label")
+            raise ConfigError(f"label #{i} is empty or whitespace only ({show(label)}); remove it.")
+        check_unicode(label, "label")
         for marker in MARKERS:
             if marker in label:
                 raise ConfigError(
-                    f"label {_show(label)} contains the marker {marker!r}, which the model uses to lay out "
+                    f"label {show(label)} contains the marker {marker!r}, which the model uses to lay out "
                     "its input; rename the label."
                 )
         key = normalize_label(label)
         if key in seen:
             first = seen[key]
-            same = "is given twice" if first == label else f"and {_show(label)} are the same label"
+            same = "is given twice" if first == label else f"and {show(label)} are the same label"
             raise ConfigError(
-                f"duplicate label: {_show(first)} {same} once case, whitespace, Unicode form (NFKC) and "
+                f"duplicate label: {show(first)} {same} once case, whitespace, Unicode form (NFKC) and "
                 "zero-width characters are ignored; keep only one."
             )
         seen[key] = label

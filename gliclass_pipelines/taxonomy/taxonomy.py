@@ -25,22 +25,23 @@ from typing import Any, ClassVar
 from gliclass_pipelines._common.checks import check_threshold
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.taxonomy.labels import (
+    DEFAULT_MAX_LABELS,
     EXAMPLE_MARK,
     LABEL_MARK,
     MARKERS,
     MAX_LABELS_ENV,
     SEP_MARK,
-    _check_labels,
-    _check_separator,
-    _check_unicode,
-    _copy_structure,
-    _did_you_mean,
-    _show,
-    _show_list,
+    check_labels,
+    check_separator,
+    check_unicode,
+    copy_structure,
+    did_you_mean,
     flatten_labels,
     max_labels,
     normalize_label,
     refuse_unordered,
+    show,
+    show_list,
 )
 
 __all__ = [
@@ -71,12 +72,12 @@ def _threshold_pairs(raw: object) -> list[tuple[object, object]]:
             if isinstance(item, str) or not isinstance(item, list | tuple) or len(item) != 2:
                 raise ConfigError(
                     f"thresholds must be a mapping of label (or group) -> number, or (label, number) pairs; "
-                    f"got the item {_show(item)}."
+                    f"got the item {show(item)}."
                 )
             pairs.append((item[0], item[1]))
         return pairs
     raise ConfigError(
-        f"thresholds must be a mapping of label (or group) -> number, got {type(raw).__name__}: {_show(raw)}."
+        f"thresholds must be a mapping of label (or group) -> number, got {type(raw).__name__}: {show(raw)}."
     )
 
 
@@ -99,7 +100,7 @@ def _resolve_thresholds(
     for key, value in _threshold_pairs(raw):
         if not isinstance(key, str):
             raise ConfigError(
-                f"threshold key {_show(key)} has type {type(key).__name__}; "
+                f"threshold key {show(key)} has type {type(key).__name__}; "
                 "keys must be label or group names (str)."
             )
         if key in given:
@@ -127,7 +128,7 @@ def _resolve_thresholds(
         raise ConfigError(
             f"threshold key {key!r} names neither a label nor a group of labels "
             f"(a group is a prefix of labels ending before {separator!r})."
-            f"{_did_you_mean(key, names)} Labels: {_show_list(labels)}."
+            f"{did_you_mean(key, names)} Labels: {show_list(labels)}."
         )
     return tuple(resolved)
 
@@ -137,7 +138,7 @@ def _check_prompt(prompt: object) -> str | None:
         return None
     if not isinstance(prompt, str):
         raise ConfigError(f"prompt must be a str (a task description) or None, got {type(prompt).__name__}.")
-    _check_unicode(prompt, "prompt")
+    check_unicode(prompt, "prompt")
     # The reference treats an empty prompt as no prompt; store it that way so equal behaviour compares equal.
     return prompt or None
 
@@ -148,7 +149,7 @@ def _check_examples(examples: object) -> tuple[Example, ...]:
     if isinstance(examples, str | Mapping | Example) or not isinstance(examples, list | tuple):
         raise ConfigError(
             'examples must be a list of {"text": ..., "labels": [...]} items, '
-            f"got {type(examples).__name__}: {_show(examples)}."
+            f"got {type(examples).__name__}: {show(examples)}."
         )
     return tuple(Example.coerce(example) for example in examples)
 
@@ -167,25 +168,25 @@ class Example:
     def __post_init__(self) -> None:
         if not isinstance(self.text, str) or not self.text.strip():
             raise ConfigError(
-                f"few-shot example without text (text={_show(self.text)}); "
+                f"few-shot example without text (text={show(self.text)}); "
                 "give each example a non-empty 'text'."
             )
         labels = self.labels
-        refuse_unordered(labels, f"few-shot example {_show(self.text)}: labels")
+        refuse_unordered(labels, f"few-shot example {show(self.text)}: labels")
         if isinstance(labels, str) or not isinstance(labels, list | tuple):
             hint = " Wrap a single label in a list." if isinstance(labels, str) else ""
             raise ConfigError(
-                f"few-shot example {_show(self.text)}: labels must be a list of str, "
-                f"got {type(labels).__name__} {_show(labels)}.{hint}"
+                f"few-shot example {show(self.text)}: labels must be a list of str, "
+                f"got {type(labels).__name__} {show(labels)}.{hint}"
             )
         bad = [label for label in labels if not isinstance(label, str)]
         if bad:
             raise ConfigError(
-                f"few-shot example {_show(self.text)}: labels must be str, got {_show_list(bad)}; quote them."
+                f"few-shot example {show(self.text)}: labels must be str, got {show_list(bad)}; quote them."
             )
-        _check_unicode(self.text, "few-shot example text")
+        check_unicode(self.text, "few-shot example text")
         for label in labels:
-            _check_unicode(label, "few-shot example label")
+            check_unicode(label, "few-shot example label")
         object.__setattr__(self, "labels", tuple(labels))
 
     @classmethod
@@ -196,23 +197,23 @@ class Example:
         if not isinstance(obj, Mapping):
             raise ConfigError(
                 f'a few-shot example must be a mapping {{"text": ..., "labels": [...]}} or an Example, '
-                f"got {type(obj).__name__}: {_show(obj)}."
+                f"got {type(obj).__name__}: {show(obj)}."
             )
         unknown = [key for key in obj if key not in _EXAMPLE_KEYS]
         if unknown:
             raise ConfigError(
-                f"few-shot example has unknown key(s) {_show_list(unknown)}; "
+                f"few-shot example has unknown key(s) {show_list(unknown)}; "
                 f"allowed keys: {', '.join(_EXAMPLE_KEYS)}."
-                + (_did_you_mean(unknown[0], _EXAMPLE_KEYS) if isinstance(unknown[0], str) else "")
+                + (did_you_mean(unknown[0], _EXAMPLE_KEYS) if isinstance(unknown[0], str) else "")
             )
         if "text" not in obj:
-            raise ConfigError(f"few-shot example without text: {_show(dict(obj))}; add a 'text' key.")
+            raise ConfigError(f"few-shot example without text: {show(dict(obj))}; add a 'text' key.")
         if "labels" in obj and "true_labels" in obj:
             raise ConfigError(
-                f"few-shot example {_show(obj['text'])} has both 'labels' and 'true_labels'; keep one."
+                f"few-shot example {show(obj['text'])} has both 'labels' and 'true_labels'; keep one."
             )
         if "labels" not in obj and "true_labels" not in obj:
-            raise ConfigError(f"few-shot example {_show(obj['text'])} has no 'labels'; add a list of labels.")
+            raise ConfigError(f"few-shot example {show(obj['text'])} has no 'labels'; add a list of labels.")
         labels = obj["labels"] if "labels" in obj else obj["true_labels"]
         return cls(text=obj["text"], labels=labels)
 
@@ -236,7 +237,7 @@ class Taxonomy:
     aliases (a few hundred bytes of nested aliases expand to billions of labels).
     """
 
-    MAX_LABELS: ClassVar[int] = 100_000
+    MAX_LABELS: ClassVar[int] = DEFAULT_MAX_LABELS
     MAX_FILE_BYTES: ClassVar[int] = 32 * 1024 * 1024
 
     labels: tuple[str, ...]
@@ -247,18 +248,19 @@ class Taxonomy:
     structure: object = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        separator = _check_separator(self.separator)
-        labels = _check_labels(self.labels)
+        separator = check_separator(self.separator)
+        cap = max_labels(self.MAX_LABELS)
+        labels = check_labels(self.labels, cap)
         structure = self.structure
         if structure is not None:
-            flat = tuple(flatten_labels(structure, separator))  # type: ignore[arg-type]
+            flat = tuple(flatten_labels(structure, separator, cap))  # type: ignore[arg-type]
             if flat != labels:
                 raise ConfigError(
-                    f"structure flattens to {_show_list(flat)}, which differs from labels "
-                    f"{_show_list(labels)}; "
+                    f"structure flattens to {show_list(flat)}, which differs from labels "
+                    f"{show_list(labels)}; "
                     "build the taxonomy with Taxonomy.from_labels(structure), or pass structure=None."
                 )
-            structure = _copy_structure(structure)
+            structure = copy_structure(structure)
         thresholds = _resolve_thresholds(self.thresholds, labels, separator)
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "structure", structure)
@@ -285,11 +287,11 @@ class Taxonomy:
         number in [0, 1]; for each label the most specific key wins. ``examples`` are Examples or mappings
         ``{"text": str, "labels": [str, ...]}`` (``"true_labels"`` is accepted in place of ``"labels"``).
         """
-        flat = flatten_labels(labels, separator)
+        flat = flatten_labels(labels, separator, max_labels(cls.MAX_LABELS))
         if thresholds is not None and not isinstance(thresholds, Mapping):
             raise ConfigError(
                 f"thresholds must be a mapping of label (or group) -> number, "
-                f"got {type(thresholds).__name__}: {_show(thresholds)}."
+                f"got {type(thresholds).__name__}: {show(thresholds)}."
             )
         return cls(
             labels=tuple(flat),
@@ -314,7 +316,7 @@ class Taxonomy:
         if not isinstance(data, Mapping):
             raise ConfigError(
                 f"a taxonomy config must be a mapping with a 'labels' key (or a bare list of labels), "
-                f"got {type(data).__name__}: {_show(data)}."
+                f"got {type(data).__name__}: {show(data)}."
             )
         if not any(key in data for key in _CONFIG_KEYS):
             return cls.from_labels(data)
@@ -322,14 +324,14 @@ class Taxonomy:
         if unknown:
             first = unknown[0]
             raise ConfigError(
-                f"unknown key(s) {_show_list(unknown)} in taxonomy config; "
+                f"unknown key(s) {show_list(unknown)} in taxonomy config; "
                 f"allowed keys: {', '.join(_CONFIG_KEYS)}."
-                + (_did_you_mean(first, _CONFIG_KEYS) if isinstance(first, str) else "")
+                + (did_you_mean(first, _CONFIG_KEYS) if isinstance(first, str) else "")
                 + " (For a label hierarchy whose groups use those names, nest it under 'labels'.)"
             )
         if data.get("labels") is None:
             raise ConfigError(
-                f"taxonomy config has no 'labels' (keys given: {_show_list(data)}); "
+                f"taxonomy config has no 'labels' (keys given: {show_list(data)}); "
                 "add the labels to classify into."
             )
         separator = data.get("separator")
@@ -344,18 +346,18 @@ class Taxonomy:
     @classmethod
     def from_yaml(cls, source: str | os.PathLike[str]) -> Taxonomy:
         """Build from a YAML file (a PathLike, or a str naming an existing file) or from YAML text."""
-        from gliclass_pipelines.taxonomy.files import _from_parsed, _parse_yaml, _read_source
+        from gliclass_pipelines.taxonomy.files import from_parsed, parse_yaml, read_source
 
-        text, origin = _read_source(source)
-        return _from_parsed(cls, _parse_yaml(text, origin), origin, source, "YAML")
+        text, origin = read_source(source, cls.MAX_FILE_BYTES)
+        return from_parsed(cls.from_dict, parse_yaml(text, origin), origin, source, "YAML")
 
     @classmethod
     def from_json(cls, source: str | os.PathLike[str]) -> Taxonomy:
         """Build from a JSON file (a PathLike, or a str naming an existing file) or from JSON text."""
-        from gliclass_pipelines.taxonomy.files import _from_parsed, _parse_json, _read_source
+        from gliclass_pipelines.taxonomy.files import from_parsed, parse_json, read_source
 
-        text, origin = _read_source(source)
-        return _from_parsed(cls, _parse_json(text, origin, source), origin, source, "JSON")
+        text, origin = read_source(source, cls.MAX_FILE_BYTES)
+        return from_parsed(cls.from_dict, parse_json(text, origin, source), origin, source, "JSON")
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Taxonomy:
@@ -365,16 +367,16 @@ class Taxonomy:
         starting with ``#`` are skipped.
         """
         if not isinstance(path, str | os.PathLike):
-            raise ConfigError(f"path must be a str or os.PathLike, got {type(path).__name__}: {_show(path)}.")
-        from gliclass_pipelines.taxonomy.files import _from_parsed, _parse_json, _parse_yaml, _read_file
+            raise ConfigError(f"path must be a str or os.PathLike, got {type(path).__name__}: {show(path)}.")
+        from gliclass_pipelines.taxonomy.files import from_parsed, parse_json, parse_yaml, read_file
 
         name = os.fspath(path)
-        text = _read_file(name)
+        text = read_file(name, cls.MAX_FILE_BYTES)
         extension = os.path.splitext(name)[1].lower()
         if extension in (".yaml", ".yml"):
-            return _from_parsed(cls, _parse_yaml(text, name), name, path, "YAML")
+            return from_parsed(cls.from_dict, parse_yaml(text, name), name, path, "YAML")
         if extension == ".json":
-            return _from_parsed(cls, _parse_json(text, name, path), name, path, "JSON")
+            return from_parsed(cls.from_dict, parse_json(text, name, path), name, path, "JSON")
         lines = (line.strip() for line in text.splitlines())
         labels = [line for line in lines if line and not line.startswith("#")]
         try:
@@ -400,7 +402,7 @@ class Taxonomy:
         refuse_unordered(obj, "labels")
         hint = " To load a file use Taxonomy.from_file(path)." if isinstance(obj, str | os.PathLike) else ""
         raise ConfigError(
-            f"cannot make a Taxonomy from {type(obj).__name__} {_show(obj)}; "
+            f"cannot make a Taxonomy from {type(obj).__name__} {show(obj)}; "
             f"pass a Taxonomy, a list of labels or a mapping of groups to labels.{hint}"
         )
 
@@ -431,7 +433,7 @@ class Taxonomy:
         ``labels`` is the original nested structure when there is one; optional keys appear only when set.
         """
         out: dict[str, Any] = {
-            "labels": list(self.labels) if self.structure is None else _copy_structure(self.structure)
+            "labels": list(self.labels) if self.structure is None else copy_structure(self.structure)
         }
         if self.thresholds:
             out["thresholds"] = dict(self.thresholds)

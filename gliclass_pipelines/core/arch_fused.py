@@ -12,14 +12,14 @@ from typing import Any
 
 import torch
 
-from gliclass_pipelines.core.encoding import EncodedSequence
+from gliclass_pipelines.core.label_plan import EncodedSequence
 
 
 def fused_logits(
     forward: Any, ids: torch.Tensor, mask: torch.Tensor, sequences: list[EncodedSequence], width: int
 ) -> torch.Tensor:
     """Logits (batch, width) of one padded batch; `forward` is the ModelForward of a fused model."""
-    from gliclass_pipelines.core.forward import calibrated, masked_pool, score
+    from gliclass_pipelines.core.heads import calibrated, masked_pool, score
 
     inner, config = forward.inner, forward.config
     embeddings = [_group_embeddings(forward, s) for s in sequences]

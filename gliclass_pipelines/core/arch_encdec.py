@@ -18,9 +18,7 @@ from gliclass_pipelines.core.label_plan import LabelGroup, label_section
 if TYPE_CHECKING:
     import torch
 
-    from gliclass_pipelines.core.encoding import EncodedSequence
-
-ENCODER_DECODERS = ("encoder-decoder", "encoder-decoder-cls")
+    from gliclass_pipelines.core.label_plan import EncodedSequence
 
 
 def encoder_decoder_groups(
@@ -57,7 +55,7 @@ def encoder_decoder_logits(
     """Logits (batch, width = max_num_classes) of one padded batch of a model of ENCODER_DECODERS."""
     import torch
 
-    from gliclass_pipelines.core.forward import calibrated, masked_pool, score
+    from gliclass_pipelines.core.heads import calibrated, masked_pool, score
 
     inner, config = forward.inner, forward.config
     label_ids, label_mask = _label_batch(sequences, config.pad_token_id or 0, ids.device)
@@ -106,18 +104,3 @@ def _label_batch(
         ids[i, : len(s.group.decoder)] = torch.tensor(s.group.decoder, dtype=torch.long)
         mask[i, : len(s.group.decoder)] = 1
     return ids.to(device), mask.to(device)
-
-
-def tie_token_embeddings(model: Any) -> None:
-    """Tie a T5-style backbone's encoder and decoder token embeddings to its shared matrix, as they were
-    when the checkpoint was saved (it holds only ``shared.weight``). The reference's loading (gliclass
-    0.1.21 on transformers 5) re-ties the encoder's only and leaves the decoder's random, so its scores
-    change from one load to the next."""
-    if getattr(model.config, "architecture_type", None) not in ENCODER_DECODERS:
-        return
-    backbone = model.model.encoder_decoder_model
-    if not getattr(backbone.config, "tie_word_embeddings", True) or not hasattr(backbone, "shared"):
-        return
-    for part in (getattr(backbone, "encoder", None), getattr(backbone, "decoder", None)):
-        if part is not None and getattr(part, "embed_tokens", None) is not None:
-            part.embed_tokens.weight = backbone.shared.weight
