@@ -337,7 +337,7 @@ def plain_labels() -> Any:
 
 def label_problems(values: list[Any]) -> list[str]:
     """Words a ConfigError for this label list may use: one per problem it has (none: a valid list)."""
-    from gliclass_pipelines.taxonomy.taxonomy import MARKERS, normalize_label
+    from gliclass_pipelines.taxonomy.labels import MARKERS, normalize_label
 
     problems, seen = [], set()
     if not values:

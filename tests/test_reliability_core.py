@@ -40,7 +40,7 @@ from gliclass_pipelines import Classifier, ConfigError, ModelLoadError
 from gliclass_pipelines.core.config import ClassifyConfig
 from gliclass_pipelines.core.outcomes import log_failed
 from gliclass_pipelines.model.sources import copy_remote
-from gliclass_pipelines.taxonomy.taxonomy import normalize_label
+from gliclass_pipelines.taxonomy.labels import normalize_label
 
 pytest_plugins = ["reliability_support"]
 
@@ -392,7 +392,7 @@ import sys, time
 from pathlib import Path
 from fsspec.implementations.local import LocalFileSystem
 from gliclass_pipelines.model.sources import copy_remote
-from gliclass_pipelines.taxonomy.taxonomy import normalize_label
+from gliclass_pipelines.taxonomy.labels import normalize_label
 
 def half_then_hang(self, rpath, lpath, recursive=False, **kwargs):
     Path(lpath).mkdir(parents=True, exist_ok=True)

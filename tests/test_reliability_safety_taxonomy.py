@@ -19,7 +19,8 @@ import pytest
 from reliability_support import ATTACKS, INPUTS, case
 
 from gliclass_pipelines import ConfigError, cli
-from gliclass_pipelines.taxonomy.taxonomy import MAX_LABELS_ENV, Taxonomy, max_labels
+from gliclass_pipelines.taxonomy.labels import MAX_LABELS_ENV, max_labels
+from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
 
 pytest_plugins = ["reliability_support"]
 

@@ -14,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gliclass_pipelines.errors import ConfigError
-from gliclass_pipelines.taxonomy.taxonomy import MARKERS, Example, Taxonomy, flatten_labels, normalize_label
+from gliclass_pipelines.taxonomy.labels import MARKERS, flatten_labels, normalize_label
+from gliclass_pipelines.taxonomy.rules import Example
+from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
 
 reference = pytest.importorskip("gliclass.pipeline")
 oracle = reference.flatten_hierarchical_labels

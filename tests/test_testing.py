@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gliclass_pipelines.taxonomy.taxonomy import EXAMPLE_MARK, LABEL_MARK, SEP_MARK
+from gliclass_pipelines.taxonomy.labels import EXAMPLE_MARK, LABEL_MARK, SEP_MARK
 from gliclass_pipelines.testing.checkpoints import (
     ARCHITECTURES,
     BACKBONES,

@@ -28,7 +28,8 @@ from gliclass_pipelines.core.outcomes import RowOutcome, is_missing
 from gliclass_pipelines.errors import ConfigError, ModelLoadError
 from gliclass_pipelines.model.fields import ENCODER_DECODERS
 from gliclass_pipelines.model.tokenizer_checks import is_tokenizer_failure
-from gliclass_pipelines.taxonomy.taxonomy import SEP_MARK, Example
+from gliclass_pipelines.taxonomy.labels import SEP_MARK
+from gliclass_pipelines.taxonomy.rules import Example
 
 logger = logging.getLogger(__name__)
 

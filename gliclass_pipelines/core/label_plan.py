@@ -17,8 +17,9 @@ import numpy as np
 
 from gliclass_pipelines.core.outcomes import RowOutcome
 from gliclass_pipelines.errors import ConfigError
-from gliclass_pipelines.taxonomy.labels import unordered
-from gliclass_pipelines.taxonomy.taxonomy import EXAMPLE_MARK, LABEL_MARK, SEP_MARK, Example, Taxonomy
+from gliclass_pipelines.taxonomy.labels import EXAMPLE_MARK, LABEL_MARK, SEP_MARK, unordered
+from gliclass_pipelines.taxonomy.rules import Example
+from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
 
 PLAN_CACHE_SIZE = 4096
 Tokenize = Callable[[list[str]], list[list[int]]]

@@ -19,7 +19,7 @@ from typing import Any
 
 from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.errors import ModelLoadError
-from gliclass_pipelines.taxonomy.taxonomy import EXAMPLE_MARK, LABEL_MARK, SEP_MARK
+from gliclass_pipelines.taxonomy.labels import EXAMPLE_MARK, LABEL_MARK, SEP_MARK
 
 TOKENIZER_FILES = (
     "tokenizer.json",

@@ -27,7 +27,8 @@ from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.io.ownership import claim_folder
 from gliclass_pipelines.quality.rows import MAX_ROWS, Row, check_rows, read_rows  # noqa: F401
-from gliclass_pipelines.taxonomy.taxonomy import MARKERS, Taxonomy
+from gliclass_pipelines.taxonomy.labels import MARKERS
+from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Iterator, Mapping, MappingView, Sequence, Set
 from typing import Any
 
-from gliclass_pipelines._common.show import did_you_mean, show, show_list  # noqa: F401 (did_you_mean: taxonomy)
+from gliclass_pipelines._common.show import show
 from gliclass_pipelines.errors import ConfigError
 
 #: Special tokens the model's input layout is built from; a label containing one would corrupt it.

@@ -30,7 +30,7 @@ import pathlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gliclass_pipelines.taxonomy.taxonomy import LABEL_MARK, MARKERS, SEP_MARK
+from gliclass_pipelines.taxonomy.labels import LABEL_MARK, MARKERS, SEP_MARK
 from gliclass_pipelines.testing.tokenizer import CORPUS, build_tokenizer
 
 __all__ = [

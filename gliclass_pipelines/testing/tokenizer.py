@@ -10,7 +10,7 @@ import string
 from collections.abc import Iterable
 from typing import Any
 
-from gliclass_pipelines.taxonomy.taxonomy import MARKERS
+from gliclass_pipelines.taxonomy.labels import MARKERS
 
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 VOCAB_SIZE = 1500
