@@ -9,6 +9,8 @@ from typing import Any
 from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.errors import ConfigError
 
+DEFAULT_THRESHOLD = 0.5  # the score a label needs where neither the call nor the taxonomy sets one
+
 
 def check_threshold(value: Any, name: str = "threshold") -> float:
     """A score threshold: a real number in [0, 1] (not a bool, not NaN)."""
@@ -29,6 +31,7 @@ def check_positive_int(value: Any, name: str, *, optional: bool = True) -> int |
     return int(value)
 
 
-def split_labels(text: str) -> list[str]:
-    """A comma-separated label list: each label stripped, empty ones dropped."""
-    return [label.strip() for label in text.split(",") if label.strip()]
+def split_labels(text: str, delimiter: str = ",") -> list[str]:
+    """A delimited label list ("a, b,c"): each label stripped, empty ones dropped. The one parser of label
+    text, for labels and gold labels alike (Spark columns split the same way in spark/columns.py)."""
+    return [label.strip() for label in text.split(delimiter) if label.strip()]

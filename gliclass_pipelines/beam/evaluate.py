@@ -6,6 +6,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from gliclass_pipelines._common.checks import DEFAULT_THRESHOLD
 from gliclass_pipelines.quality.evaluate import thresholds_of
 from gliclass_pipelines.quality.metrics import Counts, Report, parse_gold, scores_of
 from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
@@ -18,7 +19,9 @@ class EvaluateFn(beam.CombineFn):
     labels or delimited text. Use with ``beam.CombineGlobally(EvaluateFn(taxonomy))``.
     """
 
-    def __init__(self, taxonomy: Taxonomy | Any, *, threshold: float = 0.5, delimiter: str = ",") -> None:
+    def __init__(
+        self, taxonomy: Taxonomy | Any, *, threshold: float = DEFAULT_THRESHOLD, delimiter: str = ","
+    ) -> None:
         self.taxonomy = Taxonomy.coerce(taxonomy)
         self.thresholds = thresholds_of(self.taxonomy, threshold)
         self.delimiter = delimiter

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gliclass_pipelines._common.checks import check_positive_int, split_labels
+from gliclass_pipelines._common.checks import DEFAULT_THRESHOLD, check_positive_int, split_labels
 from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.cli.job import DEFAULT_RESULT_COLUMN, MODES, RUNNERS, Job
 from gliclass_pipelines.errors import ConfigError
@@ -81,7 +81,12 @@ def _add_classification(p: argparse.ArgumentParser) -> None:
         "--labels", help='a taxonomy file (.yaml, .json, or .txt with one label a line) or "a,b,c"'
     )
     group.add_argument("--labels-column", help="a column of per-row labels (a list, or 'a,b,c' text)")
-    group.add_argument("--threshold", type=float, default=0.5, help="the score a label needs (default: 0.5)")
+    group.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="the score a label needs (default: %(default)s)",
+    )
     multi = group.add_mutually_exclusive_group()
     multi.add_argument(
         "--multi-label",

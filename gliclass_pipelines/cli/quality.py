@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from gliclass_pipelines._common.checks import split_labels
+from gliclass_pipelines._common.checks import DEFAULT_THRESHOLD, split_labels
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.io.ownership import check_claimable, claim_folder
 from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
@@ -44,7 +44,10 @@ def add_commands(commands: Any) -> None:
         "--out", required=True, type=Path, help="folder for report.json, report.md, thresholds.png"
     )
     p.add_argument(
-        "--threshold", type=float, default=0.5, help="threshold of labels the taxonomy leaves unset"
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="threshold of labels the taxonomy leaves unset",
     )
     p.set_defaults(func=evaluate_command)
 

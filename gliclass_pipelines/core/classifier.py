@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gliclass_pipelines._common.checks import check_positive_int, check_threshold
+from gliclass_pipelines._common.checks import DEFAULT_THRESHOLD, check_positive_int, check_threshold
 from gliclass_pipelines.core.batching import cut_batches, deduplicate, default_batch_tokens
 from gliclass_pipelines.core.encoding import (
     DEFAULT_MAX_LENGTH,
@@ -195,7 +195,7 @@ class Classifier:
         self,
         texts: Sequence[str | None],
         labels: Any,
-        threshold: float = 0.5,
+        threshold: float = DEFAULT_THRESHOLD,
         multi_label: bool = True,
         return_all: bool = False,
         **options: Any,
@@ -211,7 +211,7 @@ class Classifier:
         labels: Any = None,
         *,
         row_labels: Sequence[Any] | None = None,
-        threshold: float = 0.5,
+        threshold: float = DEFAULT_THRESHOLD,
         multi_label: bool = True,
         return_all: bool = False,
         long_text: str = "truncate",
@@ -268,7 +268,12 @@ class Classifier:
         return Output(results, truncated, outcomes, stats)
 
     def prepare(
-        self, labels: Any, *, threshold: float = 0.5, prompt: str | None = None, examples: Any = None
+        self,
+        labels: Any,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        prompt: str | None = None,
+        examples: Any = None,
     ) -> LabelPlan:
         """Check and tokenize a label set once (raises ConfigError); later calls reuse the plan."""
         refuse_per_text(labels, "labels")

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from gliclass_pipelines._common.checks import check_positive_int, check_threshold
+from gliclass_pipelines._common.checks import DEFAULT_THRESHOLD, check_positive_int, check_threshold
 from gliclass_pipelines._common.redaction import redact
 from gliclass_pipelines.core.encoding import LONG_TEXT_POLICIES
 from gliclass_pipelines.core.label_plan import refuse_per_text
@@ -35,7 +35,7 @@ class ClassifyConfig:
     model: str
     labels: Any = None  # a Taxonomy, a list of labels, a hierarchy; None for per-row labels only
     per_row_labels: bool = False
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD
     multi_label: bool = True
     output: str = "labels"
     device: str = "auto"

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gliclass_pipelines._common.checks import DEFAULT_THRESHOLD
 from gliclass_pipelines.core.outcomes import RowOutcome
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.taxonomy.labels import EXAMPLE_MARK, LABEL_MARK, SEP_MARK, unordered
@@ -248,7 +249,12 @@ class LabelPlanner:
         self._plans: OrderedDict[Any, LabelPlan] = OrderedDict()
 
     def prepare(
-        self, labels: Any, *, threshold: float = 0.5, prompt: str | None = None, examples: Any = None
+        self,
+        labels: Any,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        prompt: str | None = None,
+        examples: Any = None,
     ) -> LabelPlan:
         """Check and tokenize a label set once (raises ConfigError); later calls reuse the plan."""
         taxonomy = labels if isinstance(labels, Taxonomy) else Taxonomy.coerce(labels)

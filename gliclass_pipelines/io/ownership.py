@@ -21,7 +21,7 @@ SUCCESS = "_SUCCESS"
 TOOL = "gliclass-pipelines"
 OWN_FILE = re.compile(r"^(_SUCCESS|\._SUCCESS\.crc|part-[\w.-]+\.parquet|\.part-[\w.-]+\.parquet\.crc)$")
 SHOWN = 5
-LEGACY_FINETUNE_MARKER = ".gliclass-finetune"  # how fine-tune marked its output until 2026-12, resumable
+LEGACY_FINETUNE_MARKER = ".gliclass-finetune"  # fine-tune output of older versions: still ours, resumable
 
 
 class NotOursError(ConfigError):

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gliclass_pipelines._common.checks import check_positive_int, check_threshold
+from gliclass_pipelines._common.checks import DEFAULT_THRESHOLD, check_positive_int, check_threshold
 from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
@@ -88,7 +88,7 @@ def calibrate(
     *,
     min_support: int = 5,
     target_precision: float | None = None,
-    default: float = 0.5,
+    default: float = DEFAULT_THRESHOLD,
     prior: float | str = "auto",
 ) -> Calibration:
     """Per-label thresholds from scores (rows x labels) and gold (rows x labels booleans).

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from gliclass_pipelines._common.checks import DEFAULT_THRESHOLD
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.quality.metrics import Counts, Report, parse_gold, scores_of
 from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
@@ -16,7 +17,7 @@ from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
 logger = logging.getLogger(__name__)
 
 
-def thresholds_of(taxonomy: Taxonomy, default: float = 0.5) -> dict[str, float]:
+def thresholds_of(taxonomy: Taxonomy, default: float = DEFAULT_THRESHOLD) -> dict[str, float]:
     """Each label's threshold: the taxonomy's override, else ``default``."""
     return dict(zip(taxonomy.labels, taxonomy.thresholds_for(default)))
 
@@ -32,7 +33,7 @@ def evaluate(
     gold: Sequence[Any],
     taxonomy: Taxonomy | Sequence[str] | Mapping[str, Any],
     *,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     delimiter: str = ",",
     **options: Any,
 ) -> Report:

@@ -107,8 +107,7 @@ def bootstrap(
     is freshly initialised (seeded), so fine-tune it before use. By default a label is read as the mean
     of its word pieces after its ``<<LABEL>>`` marker (``embed_class_token=False``,
     ``class_token_pooling="average"``): words the pretrained encoder already knows, not the new marker
-    token. On Debtags this beat reading only the first word piece, each trained once the same way
-    (micro-F1 at 0.5: 0.595 against 0.560; ``benchmarks/results/quality.md``).
+    token, which measured better on Debtags (``benchmarks/results/quality.md``).
     """
     import torch
     from gliclass import GLiClassModel, GLiClassModelConfig

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gliclass_pipelines._common.checks import split_labels
 from gliclass_pipelines.errors import ConfigError
 
 COUNT_KEYS = ("rows", "rows_with_gold", "top1_correct", "null_predictions", "unknown_gold")
@@ -24,7 +25,7 @@ def parse_gold(value: Any, delimiter: str = ",") -> tuple[str, ...]:
     if value is None or (isinstance(value, float) and value != value):
         return ()
     if isinstance(value, str):
-        parts = value.split(delimiter)
+        parts = split_labels(value, delimiter)
     elif isinstance(value, Iterable) and not isinstance(value, Mapping | bytes):
         parts = list(value)
     else:

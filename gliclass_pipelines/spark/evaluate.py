@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gliclass_pipelines._common.checks import DEFAULT_THRESHOLD
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.quality.evaluate import thresholds_of
 from gliclass_pipelines.quality.metrics import COUNT_KEYS, Counts, Report
@@ -21,7 +22,7 @@ def evaluate_dataframe(
     *,
     predictions_col: str = "labels",
     gold_col: str = "gold",
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     delimiter: str = ",",
 ) -> Report:
     """A Report for ``df``: predictions as ``array<struct<label,score>>`` or ``map<string,float>``, gold

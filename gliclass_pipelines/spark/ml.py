@@ -26,7 +26,7 @@ from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 
-from gliclass_pipelines._common.checks import check_positive_int, check_threshold
+from gliclass_pipelines._common.checks import DEFAULT_THRESHOLD, check_positive_int, check_threshold
 from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.core.config import LONG_TEXT_POLICIES
 from gliclass_pipelines.core.results import check_output
@@ -170,7 +170,7 @@ class GLiClassTransformer(
         model: str | None = None,
         labels: Any = None,
         labelsCol: str | None = None,
-        threshold: float = 0.5,
+        threshold: float = DEFAULT_THRESHOLD,
         thresholds: Any = None,
         multiLabel: bool = True,
         output: str = "labels",
@@ -186,7 +186,7 @@ class GLiClassTransformer(
         self._setDefault(
             inputCol="text",
             outputCol="gliclass",
-            threshold=0.5,
+            threshold=DEFAULT_THRESHOLD,
             multiLabel=True,
             output="labels",
             device="auto",
