@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 
 import pytest
 
@@ -13,7 +14,6 @@ from gliclass_pipelines.quality import finetune
 from gliclass_pipelines.quality.finetune import (
     FineTuneConfig,
     bootstrap,
-    evaluation_loss,
     fine_tune,
     read_rows,
 )
@@ -291,8 +291,8 @@ def test_averaged_labels_and_mean_pooling_train_as_the_engine_scores(tiny_checkp
     fine_tune(start, ROWS, tmp_path / "tuned", taxonomy=LABELS, config=config)
     net = GLiClassModel.from_pretrained(str(tmp_path / "tuned")).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "tuned"))
-    shape = finetune._Encoder(tokenizer, LABELS, True, 128)
-    texts = shape.text_ids(tokenizer, [ROWS[0][0], ROWS[8][0] * 3])
+    shape = finetune.TrainingLayout(tokenizer, True, 128)
+    texts = shape.text_ids([ROWS[0][0], ROWS[8][0] * 3])
     seqs = [shape.sequence(t, LABELS) for t in texts]
     ids = torch.full((2, max(map(len, seqs))), shape.pad)
     mask = torch.zeros_like(ids)
@@ -310,3 +310,31 @@ def test_averaged_labels_and_mean_pooling_train_as_the_engine_scores(tiny_checkp
         dict(zip(LABELS, torch.sigmoid(alone).tolist())), abs=1e-5
     )
     assert_parity_with_the_reference(tmp_path / "tuned", [text for text, _ in ROWS[:6]])
+
+
+def evaluation_loss(  # the trainer's loss with every label shown, no dropout
+    model: str | os.PathLike[str],
+    rows: Sequence[tuple[str, Sequence[str]]],
+    taxonomy: Taxonomy | Sequence[str],
+    *,
+    config: FineTuneConfig | None = None,
+) -> float:
+    """The mean loss of a checkpoint on ``rows`` with every label shown, in eval mode (no dropout)."""
+    import torch
+    from gliclass import GLiClassModel
+    from transformers import AutoTokenizer
+
+    config = config or FineTuneConfig()
+    labels = list(Taxonomy.coerce(taxonomy).labels)
+    net = GLiClassModel.from_pretrained(os.fspath(model), trust_remote_code=False).eval()
+    tokenizer = AutoTokenizer.from_pretrained(os.fspath(model), trust_remote_code=False)
+    encoder = finetune.TrainingLayout(tokenizer, bool(net.config.prompt_first), config.max_length)
+    texts = encoder.text_ids([text for text, _ in rows])
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(rows), config.batch_size):
+            part = range(start, min(start + config.batch_size, len(rows)))
+            loss = finetune._batch_loss(net, encoder, [texts[i] for i in part], [rows[i][1] for i in part],
+                               [labels] * len(part), config, torch.device("cpu"))  # fmt: skip
+            total += loss.item() * len(part)
+    return total / len(rows)

@@ -191,7 +191,7 @@ class TextEncoder:
     ) -> tuple[list[EncodedSequence], bool]:
         sequences, truncated = [], False
         for group in plan.groups:
-            budget = self._budget(group)
+            budget = self.budget(group)
             if (self.joint_tokenization or self._text_meets_prompt(plan)) and len(ids) <= budget:
                 sequences.append(EncodedSequence(row, plan, group, self._joint_ids(text, plan, group)))
                 continue
@@ -200,14 +200,14 @@ class TextEncoder:
             else:
                 truncated = True
                 windows = [ids[:budget]] if long_text == "truncate" else windows_of(ids, budget, overlap)
-            sequences.extend(EncodedSequence(row, plan, group, self._wrap(group, w)) for w in windows)
+            sequences.extend(EncodedSequence(row, plan, group, self.wrap(group, w)) for w in windows)
         return sequences, truncated
 
     def stream(self, row: int, text: str, plan: LabelPlan, overlap: int) -> Iterator[list[EncodedSequence]]:
         """The chunk windows of one long text, a batch at a time, tokenized a piece at a time: the same
         windows as :meth:`encode` gives when the pieces' ids join into the whole text's. Raises what the
         tokenizer raises."""
-        windows = [(group, Windows(self._budget(group), overlap)) for group in plan.groups]
+        windows = [(group, Windows(self.budget(group), overlap)) for group in plan.groups]
         pending: list[EncodedSequence] = []
         for first, piece in enumerate(text_pieces(text)):
             if first == 0:
@@ -216,19 +216,19 @@ class TextEncoder:
                 ids = self.tokens_many([piece])[0]
             for group, group_windows in windows:
                 pending.extend(
-                    EncodedSequence(row, plan, group, self._wrap(group, w)) for w in group_windows.feed(ids)
+                    EncodedSequence(row, plan, group, self.wrap(group, w)) for w in group_windows.feed(ids)
                 )
             if len(pending) >= WINDOW_BATCH:
                 yield pending
                 pending = []
-        pending.extend(EncodedSequence(row, plan, g, self._wrap(g, w.finish())) for g, w in windows)
+        pending.extend(EncodedSequence(row, plan, g, self.wrap(g, w.finish())) for g, w in windows)
         yield pending
 
-    def _budget(self, group: LabelGroup) -> int:
+    def budget(self, group: LabelGroup) -> int:
         """The most text tokens one sequence with this label group holds."""
         return self.max_length - len(self.prefix) - len(self.suffix) - len(group.head) - len(group.tail)
 
-    def _wrap(self, group: LabelGroup, window: list[int]) -> list[int]:
+    def wrap(self, group: LabelGroup, window: list[int]) -> list[int]:
         return [*self.prefix, *group.head, *window, *group.tail, *self.suffix]
 
     def text_ids(

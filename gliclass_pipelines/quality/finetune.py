@@ -9,7 +9,6 @@ truncated). Each row is shown its gold labels plus ``negatives`` sampled other l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -24,9 +23,11 @@ from typing import Any
 
 from gliclass_pipelines._common.checks import check_positive_int
 from gliclass_pipelines._common.redaction import shorten
+from gliclass_pipelines.core.encoding import TextEncoder
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.io.ownership import claim_folder
 from gliclass_pipelines.quality.rows import MAX_ROWS, Row, check_rows, read_rows  # noqa: F401
+from gliclass_pipelines.quality.train_state import STATE_DIR, TrainingState, fingerprint
 from gliclass_pipelines.taxonomy.labels import MARKERS
 from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
 
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 LABEL_MARK, SEP_MARK, EXAMPLE_MARK = MARKERS
 LOSSES = ("bce", "focal")
-STATE_DIR = ".finetune-state"
 
 
 @dataclass(frozen=True)
@@ -152,42 +152,27 @@ def bootstrap(
 # Training
 
 
-class _Encoder:
-    """Token ids for training sequences, laid out as the engine lays them out at inference."""
+class TrainingLayout:
+    """Training sequences laid out by the engine's own :class:`TextEncoder`, so that a label set and a
+    text make the same ids in training as in classification."""
 
-    def __init__(self, tokenizer: Any, labels: Sequence[str], prompt_first: bool, max_length: int) -> None:
-        self.prompt_first, self.max_length = prompt_first, max_length
-        sep = tokenizer.convert_tokens_to_ids(SEP_MARK)
-        probe = tokenizer(SEP_MARK)["input_ids"]
-        at = probe.index(sep)
-        self.prefix, self.suffix = probe[:at], probe[at + 1 :]
-        self.sep = [sep]
-        pieces = tokenizer([f"{LABEL_MARK}{label}" for label in labels], add_special_tokens=False)[
-            "input_ids"
-        ]
-        self.label_ids = dict(zip(labels, pieces))
+    def __init__(self, tokenizer: Any, prompt_first: bool, max_length: int) -> None:
+        self.encoder = TextEncoder(
+            tokenizer, architecture="uni-encoder", prompt_first=prompt_first, max_length=max_length
+        )
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    def text_ids(self, tokenizer: Any, texts: list[str]) -> list[list[int]]:
-        # as the engine does: texts tokenized after a <<SEP>> (labels first), the <<SEP>> itself dropped
-        if self.prompt_first:
-            ids = tokenizer([SEP_MARK + t for t in texts], add_special_tokens=False)["input_ids"]
-            return [row[1:] for row in ids]
-        return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    def text_ids(self, texts: list[str]) -> list[list[int]]:
+        return self.encoder.text_ids(texts, [""] * len(texts), cap=None)
 
     def sequence(self, text: list[int], labels: Sequence[str]) -> list[int]:
-        block = [i for label in labels for i in self.label_ids[label]] + self.sep
-        room = self.max_length - len(self.prefix) - len(self.suffix) - len(block)
-        if room < 1:
-            raise ConfigError(f"the labels need {len(block)} tokens; raise max_length or lower negatives")
-        body = block + text[:room] if self.prompt_first else text[:room] + block
-        return [*self.prefix, *body, *self.suffix]
-
-
-def _fingerprint(config: FineTuneConfig, rows: Sequence[Row], labels: Sequence[str]) -> str:
-    settings = {k: v for k, v in asdict(config).items() if k not in ("progress", "device")}
-    digest = hashlib.sha256(json.dumps([settings, list(labels), list(rows)], sort_keys=True).encode())
-    return digest.hexdigest()[:16]
+        groups = self.encoder.label_groups(tuple(labels), "", "")
+        if len(groups) != 1:
+            raise ConfigError(
+                f"{len(labels)} labels do not fit one sequence of max_length={self.encoder.max_length} "
+                "with room for the text; raise max_length or lower negatives"
+            )
+        return self.encoder.wrap(groups[0], text[: self.encoder.budget(groups[0])])
 
 
 def _resolve_device(device: str) -> Any:
@@ -281,9 +266,39 @@ def fine_tune(
     """
     import torch
     from gliclass import GLiClassModel
-    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoTokenizer
 
     config = config or FineTuneConfig()
+    rows, taxonomy, source = _checked_inputs(model, rows, out, taxonomy, config)
+    target = claim_folder(out, "fine-tune output")
+    torch.manual_seed(config.seed)
+    net = GLiClassModel.from_pretrained(str(source), trust_remote_code=False)
+    if net.config.architecture_type != "uni-encoder":
+        raise ConfigError(f"fine-tune trains uni-encoder checkpoints, not {net.config.architecture_type!r}")
+    tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
+    result = FineTuneResult(target)
+    _train(net, TrainingLayout(tokenizer, bool(net.config.prompt_first), config.max_length), rows,
+           list(taxonomy.labels), config, result)  # fmt: skip
+    net.config.encoder_model_name = str(target)
+    net.save_pretrained(str(target))
+    tokenizer.model_max_length = config.max_length
+    tokenizer.save_pretrained(str(target))
+    (target / "finetune.json").write_text(
+        json.dumps({"config": asdict(config), "labels": list(taxonomy.labels), "rows": len(rows),
+                    "epoch_losses": result.epoch_losses, "seconds": result.seconds}, indent=2),
+        encoding="utf-8",
+    )  # fmt: skip
+    shutil.rmtree(target / STATE_DIR, ignore_errors=True)
+    return result
+
+
+def _checked_inputs(
+    model: str | os.PathLike[str],
+    rows: Any,
+    out: str | os.PathLike[str],
+    taxonomy: Taxonomy | Sequence[str] | None,
+    config: FineTuneConfig,
+) -> tuple[list[Row], Taxonomy, Path]:
     rows = read_rows(rows)
     if taxonomy is None:
         taxonomy = Taxonomy.from_labels(sorted({label for _, labels in rows for label in labels}) or ["?"])
@@ -294,36 +309,33 @@ def fine_tune(
         raise ConfigError(f"model {shorten(str(source))!r} is not a local GLiClass checkpoint folder")
     if Path(out).expanduser().resolve() == source.resolve():
         raise ConfigError(f"output {shorten(str(source))!r} is the starting checkpoint; give a new folder")
-    target = claim_folder(out, "fine-tune output")
-    device = _resolve_device(config.device)
-    labels = taxonomy.labels
+    return rows, taxonomy, source
 
-    torch.manual_seed(config.seed)
-    net = GLiClassModel.from_pretrained(str(source), trust_remote_code=False)
-    if net.config.architecture_type != "uni-encoder":
-        raise ConfigError(f"fine-tune trains uni-encoder checkpoints, not {net.config.architecture_type!r}")
-    tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
+
+def _train(net: Any, layout: TrainingLayout, rows: list[Row], labels: list[str], config: FineTuneConfig,
+           result: FineTuneResult) -> None:  # fmt: skip
+    """The epochs still to run (a saved state for this very run resumes), saving the state after each."""
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    device = _resolve_device(config.device)
     net.to(device).train(config.dropout)
-    encoder = _Encoder(tokenizer, labels, bool(net.config.prompt_first), config.max_length)
-    texts = encoder.text_ids(tokenizer, [text for text, _ in rows])
+    texts = layout.text_ids([text for text, _ in rows])
     optimizer = torch.optim.AdamW(_param_groups(net, config), weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(rows) / config.batch_size)
     total = steps_per_epoch * config.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup * total), total)
-
-    result = FineTuneResult(target)
-    fingerprint = _fingerprint(config, rows, labels)
-    start = _resume(target, fingerprint, net, optimizer, scheduler, result)
+    state = TrainingState(result.path, fingerprint(config, rows, labels), net, optimizer, scheduler)
+    start = state.resume(result)
     started = time.perf_counter()
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=total, initial=start * steps_per_epoch, disable=not config.progress, desc="fine-tune")
     for epoch in range(start, config.epochs):
         rng = random.Random(f"{config.seed}-{epoch}")
         torch.manual_seed(config.seed * 1000 + epoch)
         total_loss = 0.0
         for batch in _batches([len(t) for t in texts], config.batch_size, rng):
-            loss = _step(net, encoder, texts, rows, labels, batch, rng, config, device)
+            loss = _step(net, layout, texts, rows, labels, batch, rng, config, device)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimizer.step()
@@ -336,24 +348,13 @@ def fine_tune(
         result.epoch_losses.append(total_loss / len(rows))
         logger.info("epoch %d: mean loss %.4f", epoch + 1, result.epoch_losses[-1])
         if epoch + 1 < config.epochs:
-            _save_state(target, fingerprint, epoch + 1, net, optimizer, scheduler, result)
+            state.save(epoch + 1, result)
     bar.close()
     result.seconds += time.perf_counter() - started
     net.eval()
-    net.config.encoder_model_name = str(target)
-    net.save_pretrained(str(target))
-    tokenizer.model_max_length = config.max_length
-    tokenizer.save_pretrained(str(target))
-    (target / "finetune.json").write_text(
-        json.dumps({"config": asdict(config), "labels": list(labels), "rows": len(rows),
-                    "epoch_losses": result.epoch_losses, "seconds": result.seconds}, indent=2),
-        encoding="utf-8",
-    )  # fmt: skip
-    shutil.rmtree(target / STATE_DIR, ignore_errors=True)
-    return result
 
 
-def _step(net: Any, encoder: _Encoder, texts: list[list[int]], rows: Sequence[Row], labels: Sequence[str],
+def _step(net: Any, encoder: TrainingLayout, texts: list[list[int]], rows: Sequence[Row], labels: list[str],
           batch: list[int], rng: random.Random, config: FineTuneConfig, device: Any) -> Any:  # fmt: skip
     shown = [_row_labels(rows[i][1], labels, config.negatives, rng) for i in batch]
     return _batch_loss(
@@ -361,7 +362,7 @@ def _step(net: Any, encoder: _Encoder, texts: list[list[int]], rows: Sequence[Ro
     )
 
 
-def _batch_loss(net: Any, encoder: _Encoder, texts: list[list[int]], golds: list[tuple[str, ...]],
+def _batch_loss(net: Any, encoder: TrainingLayout, texts: list[list[int]], golds: list[tuple[str, ...]],
                 shown: list[list[str]], config: FineTuneConfig, device: Any) -> Any:  # fmt: skip
     import torch
 
@@ -381,73 +382,3 @@ def _batch_loss(net: Any, encoder: _Encoder, texts: list[list[int]], golds: list
             targets[r, k] = float(label in gold)
     logits = uni_encoder_logits(net, ids.to(device), mask.to(device), slots)
     return _loss(logits[:, :slots].float(), targets.to(device), label_mask.to(device), config)
-
-
-def evaluation_loss(
-    model: str | os.PathLike[str],
-    rows: Sequence[Row],
-    taxonomy: Taxonomy | Sequence[str],
-    *,
-    config: FineTuneConfig | None = None,
-) -> float:
-    """The mean loss of a checkpoint on ``rows`` with every label shown, in eval mode (no dropout)."""
-    import torch
-    from gliclass import GLiClassModel
-    from transformers import AutoTokenizer
-
-    config = config or FineTuneConfig()
-    labels = list(Taxonomy.coerce(taxonomy).labels)
-    net = GLiClassModel.from_pretrained(os.fspath(model), trust_remote_code=False).eval()
-    tokenizer = AutoTokenizer.from_pretrained(os.fspath(model), trust_remote_code=False)
-    encoder = _Encoder(tokenizer, labels, bool(net.config.prompt_first), config.max_length)
-    texts = encoder.text_ids(tokenizer, [text for text, _ in rows])
-    total = 0.0
-    with torch.no_grad():
-        for start in range(0, len(rows), config.batch_size):
-            part = range(start, min(start + config.batch_size, len(rows)))
-            loss = _batch_loss(net, encoder, [texts[i] for i in part], [rows[i][1] for i in part],
-                               [labels] * len(part), config, torch.device("cpu"))  # fmt: skip
-            total += loss.item() * len(part)
-    return total / len(rows)
-
-
-def _save_state(target: Path, fingerprint: str, epoch: int, net: Any, optimizer: Any, scheduler: Any,
-                result: FineTuneResult) -> None:  # fmt: skip
-    import torch
-
-    folder = target / STATE_DIR
-    folder.mkdir(exist_ok=True)
-    state = {
-        "fingerprint": fingerprint,
-        "epoch": epoch,
-        "model": net.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "losses": result.epoch_losses,
-        "steps": result.steps,
-        "seconds": result.seconds + 0.0,
-    }
-    torch.save(state, folder / "state.pt.tmp")
-    os.replace(folder / "state.pt.tmp", folder / "state.pt")
-
-
-def _resume(target: Path, fingerprint: str, net: Any, optimizer: Any, scheduler: Any,
-            result: FineTuneResult) -> int:  # fmt: skip
-    """The epoch to start at: after the last saved one when the saved state is for this very run."""
-    import torch
-
-    path = target / STATE_DIR / "state.pt"
-    if not path.is_file():
-        return 0
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("fingerprint") != fingerprint:
-        logger.warning("saved training state in %s is for other rows or settings; starting over", target)
-        return 0
-    net.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    result.epoch_losses = list(state["losses"])
-    result.steps = int(state["steps"])
-    result.resumed_from_epoch = int(state["epoch"])
-    logger.info("resuming fine-tune after epoch %d", result.resumed_from_epoch)
-    return result.resumed_from_epoch
