@@ -105,15 +105,69 @@ def variant_id(variant: Mapping[str, Any]) -> str:
     return "-".join([short("backbone"), short("architecture"), order, short("pooling"), short("scorer")])
 
 
+def _bert(common: dict[str, Any], tokenizer: Any) -> Any:
+    from transformers import BertConfig
+
+    return BertConfig(**common, type_vocab_size=2)
+
+
+def _deberta(common: dict[str, Any], tokenizer: Any) -> Any:
+    from transformers import DebertaV2Config
+
+    # shaped like DeBERTa-v3: relative attention only, log buckets, shared keys
+    return DebertaV2Config(
+        **common,
+        type_vocab_size=0,
+        relative_attention=True,
+        position_biased_input=False,
+        pos_att_type=["p2c", "c2p"],
+        position_buckets=64,
+        max_relative_positions=-1,
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        layer_norm_eps=1e-7,
+    )
+
+
+def _modernbert(common: dict[str, Any], tokenizer: Any) -> Any:
+    from transformers import ModernBertConfig
+
+    return ModernBertConfig(
+        **common,
+        cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        local_attention=64,
+        global_attn_every_n_layers=2,
+    )
+
+
+def _t5(common: dict[str, Any], tokenizer: Any) -> Any:  # encoder-decoder architectures
+    from transformers import T5Config
+
+    hidden, heads = common["hidden_size"], common["num_attention_heads"]
+    return T5Config(
+        vocab_size=common["vocab_size"],
+        d_model=hidden,
+        d_kv=hidden // heads,
+        d_ff=2 * hidden,
+        num_layers=common["num_hidden_layers"],
+        num_heads=heads,
+        relative_attention_num_buckets=8,
+        **dict.fromkeys(("pad_token_id", "decoder_start_token_id"), tokenizer.pad_token_id),
+        eos_token_id=tokenizer.sep_token_id,
+    )
+
+
+_BACKBONE_CONFIGS = {"bert": _bert, "deberta-v2": _deberta, "modernbert": _modernbert, "t5": _t5}
+
+
 def _backbone_config(
-    backbone: str,
-    tokenizer: Any,
-    *,
-    hidden_size: int,
-    num_layers: int,
-    num_heads: int,
-    max_length: int,
+    backbone: str, tokenizer: Any, *, hidden_size: int, num_layers: int, num_heads: int, max_length: int
 ) -> Any:
+    if backbone not in _BACKBONE_CONFIGS:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
     common = {
         "vocab_size": len(tokenizer),
         "hidden_size": hidden_size,
@@ -123,53 +177,7 @@ def _backbone_config(
         "max_position_embeddings": max_length,
         "pad_token_id": tokenizer.pad_token_id,
     }
-    if backbone == "bert":
-        from transformers import BertConfig
-
-        return BertConfig(**common, type_vocab_size=2)
-    if backbone == "deberta-v2":
-        from transformers import DebertaV2Config
-
-        # shaped like DeBERTa-v3: relative attention only, log buckets, shared keys
-        return DebertaV2Config(
-            **common,
-            type_vocab_size=0,
-            relative_attention=True,
-            position_biased_input=False,
-            pos_att_type=["p2c", "c2p"],
-            position_buckets=64,
-            max_relative_positions=-1,
-            norm_rel_ebd="layer_norm",
-            share_att_key=True,
-            layer_norm_eps=1e-7,
-        )
-    if backbone == "modernbert":
-        from transformers import ModernBertConfig
-
-        return ModernBertConfig(
-            **common,
-            cls_token_id=tokenizer.cls_token_id,
-            sep_token_id=tokenizer.sep_token_id,
-            bos_token_id=tokenizer.cls_token_id,
-            eos_token_id=tokenizer.sep_token_id,
-            local_attention=64,
-            global_attn_every_n_layers=2,
-        )
-    if backbone == "t5":  # encoder-decoder architectures
-        from transformers import T5Config
-
-        return T5Config(
-            vocab_size=len(tokenizer),
-            d_model=hidden_size,
-            d_kv=hidden_size // num_heads,
-            d_ff=2 * hidden_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            relative_attention_num_buckets=8,
-            **dict.fromkeys(("pad_token_id", "decoder_start_token_id"), tokenizer.pad_token_id),
-            eos_token_id=tokenizer.sep_token_id,
-        )
-    raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    return _BACKBONE_CONFIGS[backbone](common, tokenizer)
 
 
 def _redraw_weights(model: Any, *, seed: int, weight_std: float) -> None:
@@ -338,14 +346,7 @@ def make_tiny_checkpoint(
     Returns:
         The absolute path of the checkpoint directory.
     """
-    if backbone not in BACKBONES + MORE_BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}, t5")
-    if architecture not in ARCHITECTURES + MORE_ARCHITECTURES:
-        known = ", ".join(ARCHITECTURES + MORE_ARCHITECTURES)
-        raise ValueError(f"unknown architecture {architecture!r}; choose one of {known}")
-    if hidden_size % num_heads:
-        raise ValueError(f"hidden_size ({hidden_size}) must be a multiple of num_heads ({num_heads})")
-
+    _check_arguments(backbone, architecture, hidden_size, num_heads)
     import torch
     from gliclass import GLiClassModel, GLiClassModelConfig
 
@@ -353,32 +354,9 @@ def make_tiny_checkpoint(
     out.mkdir(parents=True, exist_ok=True)
 
     tokenizer = build_tokenizer(CORPUS if corpus is None else list(corpus), max_length, backbone)
-    marker_ids = tokenizer.convert_tokens_to_ids(list(MARKERS))
     sizes = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads}
-    encoder_config = _backbone_config(backbone, tokenizer, max_length=max_length, **sizes)
-    bi_encoder = architecture in ("bi-encoder", "bi-encoder-fused")
-    fields = {
-        "encoder_config": encoder_config,
-        # The uni-encoder opens Path(encoder_model_name) / "adapter_config.json", so a name is required;
-        # the checkpoint itself is one that resolves offline.
-        "encoder_model": str(out),
-        "label_model_config": (
-            _backbone_config(backbone, tokenizer, max_length=max_length, **sizes) if bi_encoder else None
-        ),
-        "label_model_name": str(out) if bi_encoder else None,
-        "architecture_type": architecture,
-        "prompt_first": prompt_first,
-        "pooling_strategy": pooling,
-        "scorer_type": scorer,
-        "scorer_num_heads": num_heads,
-        "scorer_mlp_hidden_size": _SCORER_MLP_HIDDEN_SIZE,
-        "class_token_index": marker_ids[0],
-        "text_token_index": marker_ids[1],
-        "example_token_index": marker_ids[2],
-        "vocab_size": len(tokenizer),
-        "max_num_classes": 25,
-        "problem_type": "multi_label_classification",
-    }
+    fields = _gliclass_fields(out, tokenizer, backbone, architecture, max_length, sizes)
+    fields.update(prompt_first=prompt_first, pooling_strategy=pooling, scorer_type=scorer)
     fields.update(_config_fields(config))
     model_config = GLiClassModelConfig(**fields)
 
@@ -394,3 +372,47 @@ def make_tiny_checkpoint(
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def _check_arguments(backbone: str, architecture: str, hidden_size: int, num_heads: int) -> None:
+    if backbone not in BACKBONES + MORE_BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}, t5")
+    if architecture not in ARCHITECTURES + MORE_ARCHITECTURES:
+        known = ", ".join(ARCHITECTURES + MORE_ARCHITECTURES)
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of {known}")
+    if hidden_size % num_heads:
+        raise ValueError(f"hidden_size ({hidden_size}) must be a multiple of num_heads ({num_heads})")
+
+
+def _gliclass_fields(
+    out: pathlib.Path,
+    tokenizer: Any,
+    backbone: str,
+    architecture: str,
+    max_length: int,
+    sizes: dict[str, int],
+) -> dict[str, Any]:
+    """GLiClassModelConfig fields of a tiny checkpoint, but its text layout, pooling and scorer."""
+    marker_ids = tokenizer.convert_tokens_to_ids(list(MARKERS))
+    encoder_config = _backbone_config(backbone, tokenizer, max_length=max_length, **sizes)
+    bi_encoder = architecture in ("bi-encoder", "bi-encoder-fused")
+    fields = {
+        "encoder_config": encoder_config,
+        # The uni-encoder opens Path(encoder_model_name) / "adapter_config.json", so a name is required;
+        # the checkpoint itself is one that resolves offline.
+        "encoder_model": str(out),
+        "label_model_config": (
+            _backbone_config(backbone, tokenizer, max_length=max_length, **sizes) if bi_encoder else None
+        ),
+        "label_model_name": str(out) if bi_encoder else None,
+        "architecture_type": architecture,
+        "scorer_num_heads": sizes["num_heads"],
+        "scorer_mlp_hidden_size": _SCORER_MLP_HIDDEN_SIZE,
+        "class_token_index": marker_ids[0],
+        "text_token_index": marker_ids[1],
+        "example_token_index": marker_ids[2],
+        "vocab_size": len(tokenizer),
+        "max_num_classes": 25,
+        "problem_type": "multi_label_classification",
+    }
+    return fields
