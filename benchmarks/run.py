@@ -198,7 +198,7 @@ def cell_work(clf: Any, texts: list[str], labels: list[str], batch_tokens: int |
     batches = clf.batches(texts, labels, batch_tokens=batch_tokens)
     lengths = [len(s.ids) for b in batches for s in b.sequences]
     config = clf.config.encoder_config
-    params = common.encoder_matmul_params(clf.inner.encoder_model)
+    params = common.encoder_matmul_params(clf.forward_pass.inner.encoder_model)
     flops = common.useful_flops(lengths, params, config.num_hidden_layers, config.hidden_size)
     return {
         "batches": len(batches),
@@ -280,7 +280,7 @@ def run_shape(name: str, args: Any) -> dict[str, Any]:
     cells = [measure_cell(models, name, texts_for(name, n, args), n, args) for n in args.label_counts]
     return {
         "shape": {**shape.__dict__, "params": sum(p.numel() for p in clf.model.parameters())},
-        "encoder_matmul_params": common.encoder_matmul_params(clf.inner.encoder_model),
+        "encoder_matmul_params": common.encoder_matmul_params(clf.forward_pass.inner.encoder_model),
         "default_batch_tokens": clf.default_batch_tokens,
         "cells": cells,
     }
@@ -455,7 +455,7 @@ def capped_plan(clf: Any, min_efficiency: float) -> Callable[..., list[Any]]:
 def collate(sequences: list[Any], pad_id: int) -> Any:
     import torch
 
-    from gliclass_pipelines.core.classifier import Batch
+    from gliclass_pipelines.core.forward import Batch
 
     width = max(len(s.ids) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)

@@ -131,3 +131,33 @@ def test_an_engine_sdk_is_imported_only_by_its_adapter(sdk):
 
 def test_the_checker_sees_a_circle():
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
+
+
+def test_no_module_over_400_lines():
+    long = {
+        module_name(p): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}
+
+
+def body_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """A function's lines, its docstring not counted."""
+    first = node.body[0]
+    skip = first.end_lineno - first.lineno + 1 if isinstance(first, ast.Expr) and isinstance(
+        first.value, ast.Constant) and isinstance(first.value.value, str) else 0  # fmt: skip
+    return node.end_lineno - node.lineno + 1 - skip
+
+
+def test_no_function_over_60_lines():
+    long = {
+        f"{module_name(p)}.{node.name}": body_lines(node)
+        for p in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and body_lines(node) > MAX_FUNCTION_LINES
+    }
+    assert long == {}

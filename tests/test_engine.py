@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 
 from gliclass_pipelines import Classifier, ConfigError, Taxonomy
 from gliclass_pipelines.core.batching import cut_batches, deduplicate, default_batch_tokens, restore
-from gliclass_pipelines.core.classifier import (
+from gliclass_pipelines.core.encoding import (
     DEFAULT_MAX_LENGTH,
     estimate_label_tokens,
     estimate_tokens,
-    labels_for_rows,
     text_token_cap,
 )
+from gliclass_pipelines.core.label_plan import labels_for_rows
 from gliclass_pipelines.core.outcomes import RowOutcome, RunStats
 
 LABELS = ["libraries", "games", "science", "networking"]
@@ -144,8 +144,7 @@ def test_truncate_equals_the_cut_text(first_clf, debian_texts):
     tokens = first_clf.tokenizer(text, add_special_tokens=False)["input_ids"]
     plan = first_clf.prepare(LABELS)
     group = plan.groups[0]
-    budget = first_clf.max_length - len(first_clf.prefix) - len(first_clf.suffix) - len(group.head)
-    budget -= len(group.tail)
+    budget = first_clf.encoder.budget(group)
     cut = first_clf.tokenizer.decode(tokens[: budget - 8])
     long_scores = all_scores(first_clf, [text])[0]
     assert long_scores.keys() == set(LABELS)

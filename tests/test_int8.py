@@ -58,7 +58,7 @@ def test_int8_classifies_close_to_float32(pair):
     assert np.isnan(got[3]).all() and not np.isnan(np.delete(got, 3, axis=0)).any()
     diff = np.abs(np.nan_to_num(want - got))
     assert 0 < diff.max() < 0.15  # really quantized, and close
-    assert type(int8.inner.encoder_model).__name__ == "Int8Encoder"
+    assert type(int8.forward_pass.inner.encoder_model).__name__ == "Int8Encoder"
 
 
 def test_int8_is_deterministic_and_batch_independent(pair):
@@ -168,8 +168,8 @@ def test_registry_keeps_float32_and_int8_apart(checkpoint_factory):
     int8 = Classifier.load(path, device="cpu", precision="int8", num_threads=1)
     float32 = Classifier.load(path, device="cpu")
     assert int8 is not float32
-    assert type(int8.inner.encoder_model).__name__ == "Int8Encoder"
-    assert type(float32.inner.encoder_model).__name__ != "Int8Encoder"
+    assert type(int8.forward_pass.inner.encoder_model).__name__ == "Int8Encoder"
+    assert type(float32.forward_pass.inner.encoder_model).__name__ != "Int8Encoder"
     assert Classifier.load(path, precision="int8") is int8  # built once; 'auto' is the CPU for int8
     assert Classifier.load(path, device="cpu", precision="float32") is float32
     held = REGISTRY.keys()
@@ -242,7 +242,7 @@ def test_classify_config_carries_precision(tiny_checkpoint, int8_expected):
     model = str(tiny_checkpoint)
     config = ClassifyConfig.from_settings(model, ADAPTER_LABELS, precision="int8", output="scores")
     assert config.precision == "int8" and config.with_(threshold=0.3).precision == "int8"
-    assert type(config.classifier().inner.encoder_model).__name__ == "Int8Encoder"
+    assert type(config.classifier().forward_pass.inner.encoder_model).__name__ == "Int8Encoder"
     records, _ = config.classify(texts)
     for got, expected in zip(records, want):
         if expected is None:

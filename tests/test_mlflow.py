@@ -120,7 +120,7 @@ def test_int8_is_logged_and_restored(tracking, tiny_checkpoint):
     assert model.model_config["settings"]["precision"] == "int8"
     restored = model.unwrap_python_model().config
     assert restored.precision == "int8"
-    assert type(restored.classifier().inner.encoder_model).__name__ == "Int8Encoder"
+    assert type(restored.classifier().forward_pass.inner.encoder_model).__name__ == "Int8Encoder"
     got = list(model.predict(pd.DataFrame({"text": TEXTS})))
     want = expected(str(tiny_checkpoint), TEXTS, output="scores", precision="int8")
     assert_same(got, want, "scores")

@@ -22,27 +22,20 @@ import torch
 from gliclass_pipelines._common.checks import DEFAULT_THRESHOLD, check_positive_int, check_threshold
 from gliclass_pipelines.core.batching import cut_batches, deduplicate, default_batch_tokens
 from gliclass_pipelines.core.encoding import (
-    DEFAULT_MAX_LENGTH,
     LONG_TEXT_POLICIES,
     Encoded,
     EncodedSequence,
     TextEncoder,
     check_max_length,
-    estimate_label_tokens,
-    estimate_tokens,
     text_problem,
-    text_token_cap,
     tokenizer_failed,
 )
-from gliclass_pipelines.core.forward import Batch, ModelForward, collate, masked_pool, max_positions
+from gliclass_pipelines.core.forward import Batch, ModelForward, collate, max_positions
 from gliclass_pipelines.core.label_plan import (
-    LabelGroup,
     LabelPlan,
     LabelPlanner,
-    format_examples,
     is_per_row,
     labels_for_rows,
-    reference_string,
     refuse_per_text,
 )
 from gliclass_pipelines.core.long_text import chunk_problem, max_chunk_chars
@@ -63,28 +56,7 @@ from gliclass_pipelines.model.tokenizer_checks import is_tokenizer_failure
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "DEFAULT_MAX_LENGTH",
-    "LONG_TEXT_POLICIES",
-    "Batch",
-    "Classifier",
-    "EncodedSequence",
-    "LabelGroup",
-    "LabelPlan",
-    "Output",
-    "RowOutcome",
-    "RunStats",
-    "check_run_options",
-    "default_batch_tokens",
-    "estimate_label_tokens",
-    "estimate_tokens",
-    "format_examples",
-    "is_per_row",
-    "labels_for_rows",
-    "masked_pool",
-    "reference_string",
-    "text_token_cap",
-]
+__all__ = ["Classifier", "check_run_options"]
 
 
 class Classifier:
@@ -117,25 +89,20 @@ class Classifier:
         self.forward_pass = ModelForward(
             model, device=self.device, label_tokenizer=label_tokenizer, max_length=self.max_length
         )
-        self.inner = self.forward_pass.inner
-        self.architecture = self.forward_pass.architecture
-        self.pooling = self.forward_pass.pooling
-        self.prompt_first = bool(self.config.prompt_first)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        architecture = self.forward_pass.architecture
         self.encoder = TextEncoder(
             tokenizer,
-            architecture=self.architecture,
-            prompt_first=self.prompt_first,
+            architecture=architecture,
+            prompt_first=bool(self.config.prompt_first),
             max_length=self.max_length,
             label_slots=self.forward_pass.label_slots,
         )
-        self.prefix, self.suffix = self.encoder.prefix, self.encoder.suffix
-        self.planner = LabelPlanner(self.encoder, bi_encoder=self.architecture == "bi-encoder")
+        self.planner = LabelPlanner(self.encoder, bi_encoder=architecture == "bi-encoder")
         self.metrics = RunStats()
         self._lock = threading.Lock()
         self.load_seconds = 0.0
-        self.joint_tokenization = self.encoder.joint_tokenization
-        if self.joint_tokenization:
+        if self.encoder.joint_tokenization:
             logger.warning("tokenizer of %s is context-sensitive: tokenizing each row whole", source)
 
     @classmethod
@@ -236,10 +203,7 @@ class Classifier:
         per_row = is_per_row(labels) if per_row is None else per_row
         limit = max_chunk_chars()
         problems = [text_problem(text) or chunk_problem(text, long_text, limit) for text in texts]
-        if per_row:
-            plans = self.planner.row_plans(labels, problems, threshold, prompt, examples)
-        else:
-            plans = [self.prepare(labels, threshold=threshold, prompt=prompt, examples=examples)] * len(texts)
+        plans = self._plans(len(texts), labels, per_row, problems, threshold, prompt, examples)
         stats = RunStats()
         keys = [None if p is not None else (text, id(plan)) for text, plan, p in zip(texts, plans, problems)]
         firsts, slots = deduplicate(keys)
@@ -260,6 +224,29 @@ class Classifier:
             elif slot is not None:
                 results[i] = predictions(plans[i], logits[slot], multi_label, return_all)
                 truncated[i] = encoded.truncated[slot]
+        return self._finish(results, truncated, problems, stats)
+
+    def _plans(
+        self,
+        rows: int,
+        labels: Any,
+        per_row: bool,
+        problems: list[RowOutcome | None],
+        threshold: float,
+        prompt: str | None,
+        examples: Any,
+    ) -> list[LabelPlan]:
+        if per_row:
+            return self.planner.row_plans(labels, problems, threshold, prompt, examples)
+        return [self.prepare(labels, threshold=threshold, prompt=prompt, examples=examples)] * rows
+
+    def _finish(
+        self,
+        results: list[list[dict[str, Any]] | None],
+        truncated: list[bool],
+        problems: list[RowOutcome | None],
+        stats: RunStats,
+    ) -> Output:
         outcomes = [RowOutcome.ok() if p is None else p for p in problems]
         for outcome, cut in zip(outcomes, truncated):
             stats.count(outcome, cut)
@@ -290,10 +277,6 @@ class Classifier:
     @property
     def default_batch_tokens(self) -> int:
         return default_batch_tokens(self.device)
-
-    @property
-    def min_text_tokens(self) -> int:
-        return self.encoder.min_text_tokens
 
     # ------------------------------------------------------------------------------------------------
     # The stages
