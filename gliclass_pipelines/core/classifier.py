@@ -40,6 +40,7 @@ from gliclass_pipelines.core.label_plan import (
 )
 from gliclass_pipelines.core.long_text import chunk_problem, max_chunk_chars
 from gliclass_pipelines.core.outcomes import Output, RowOutcome, RunStats
+from gliclass_pipelines.core.per_text import TextOptions, per_text_options, with_rac_examples
 from gliclass_pipelines.core.postprocess import combine, empty_logits, predictions
 from gliclass_pipelines.core.threads import set_threads
 from gliclass_pipelines.errors import ConfigError
@@ -178,32 +179,41 @@ class Classifier:
         labels: Any = None,
         *,
         row_labels: Sequence[Any] | None = None,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float | Sequence[float] = DEFAULT_THRESHOLD,
         multi_label: bool = True,
         return_all: bool = False,
         long_text: str = "truncate",
         chunk_overlap: int = 64,
         batch_tokens: int | None = None,
         max_batch_rows: int = 256,
-        prompt: str | None = None,
+        prompt: str | Sequence[str | None] | None = None,
         examples: Any = None,
         per_row: bool | None = None,
+        rac_examples: Any = None,
     ) -> Output:
         """Like :meth:`classify`, and also each row's outcome, which texts were cut, and the run's counts.
 
         `labels` is one label set for every row, or (per_row) one label set per row: a list of label lists,
         or a list of mappings (one hierarchy per row, as in the reference). `row_labels` gives each row its
-        own labels, and a row whose labels are null takes the shared `labels`.
+        own labels, and a row whose labels are null takes the shared `labels`. `threshold`, `prompt` and
+        `examples` may also be given one per text, and `rac_examples` (retrieval-augmented examples) shared
+        or one list per text, as the reference takes them (:mod:`gliclass_pipelines.core.per_text`).
         """
-        check_run_options(threshold, long_text, chunk_overlap, batch_tokens, max_batch_rows)
-        texts = list(texts)
+        texts = with_rac_examples(list(texts), rac_examples)
+        options = per_text_options(len(texts), threshold, prompt, examples)
+        check_run_options(
+            threshold if options is None else 0.0, long_text, chunk_overlap, batch_tokens, max_batch_rows
+        )
         if row_labels is not None:
             refuse_per_text(labels, "the shared labels beside row_labels")
             labels, per_row = labels_for_rows(row_labels, labels), True
         per_row = is_per_row(labels) if per_row is None else per_row
+        if options is not None and not per_row:
+            labels, per_row = [labels] * len(texts), True
         limit = max_chunk_chars()
         problems = [text_problem(text) or chunk_problem(text, long_text, limit) for text in texts]
-        plans = self._plans(len(texts), labels, per_row, problems, threshold, prompt, examples)
+        options = options or [TextOptions(threshold, prompt, examples)] * len(texts)
+        plans = self._plans(labels, per_row, problems, options)
         stats = RunStats()
         keys = [None if p is not None else (text, id(plan)) for text, plan, p in zip(texts, plans, problems)]
         firsts, slots = deduplicate(keys)
@@ -227,18 +237,14 @@ class Classifier:
         return self._finish(results, truncated, problems, stats)
 
     def _plans(
-        self,
-        rows: int,
-        labels: Any,
-        per_row: bool,
-        problems: list[RowOutcome | None],
-        threshold: float,
-        prompt: str | None,
-        examples: Any,
-    ) -> list[LabelPlan]:
+        self, labels: Any, per_row: bool, problems: list[RowOutcome | None], options: list[TextOptions]
+    ) -> list[LabelPlan | None]:
         if per_row:
-            return self.planner.row_plans(labels, problems, threshold, prompt, examples)
-        return [self.prepare(labels, threshold=threshold, prompt=prompt, examples=examples)] * rows
+            return self.planner.row_plans(labels, problems, options)
+        if not options:
+            return []
+        threshold, prompt, examples = options[0]
+        return [self.prepare(labels, threshold=threshold, prompt=prompt, examples=examples)] * len(options)
 
     def _finish(
         self,

@@ -272,29 +272,27 @@ class LabelPlanner:
         self,
         row_labels: Sequence[Any],
         problems: list[RowOutcome | None],
-        threshold: float,
-        prompt: str | None,
-        examples: Any,
+        options: Sequence[tuple[float, str | None, Any]],
     ) -> list[LabelPlan | None]:
-        """Each usable row's plan; a row whose labels are unusable gets None and its outcome in `problems`."""
+        """Each usable row's plan from its labels and its (threshold, prompt, examples); a row whose labels
+        are unusable gets None and its outcome in `problems`."""
         if len(row_labels) != len(problems):
             raise ConfigError(f"per-row labels: got {len(row_labels)} label lists for {len(problems)} texts")
         plans: list[LabelPlan | None] = []
         seen: dict[Any, LabelPlan | RowOutcome] = {}
-        options = (threshold, prompt, examples)
         for i, labels in enumerate(row_labels):
             if problems[i] is not None:
                 plans.append(None)
                 continue
             key = row_labels_key(labels)
-            cached = None if isinstance(key, RowOutcome) else _cache_key(key)
+            cached = None if isinstance(key, RowOutcome) else _cache_key((key, *options[i]))
             if isinstance(key, RowOutcome):
                 plan: LabelPlan | RowOutcome = key
             elif cached is None:
-                plan = self._row_plan(key, *options)
+                plan = self._row_plan(key, *options[i])
             else:
                 if cached not in seen:
-                    seen[cached] = self._row_plan(key, *options)
+                    seen[cached] = self._row_plan(key, *options[i])
                 plan = seen[cached]
             if isinstance(plan, RowOutcome):
                 problems[i] = plan
