@@ -94,3 +94,13 @@ def test_retrieval_augmented_text_is_the_references(rows):
 def test_per_text_options_of_the_wrong_length_or_type_are_refused(pair, rows, options, match):
     with pytest.raises(ConfigError, match=match):
         pair[0].classify(rows, LABELS, **options)
+
+
+def test_a_label_description_in_the_prompt_is_the_references(pair, rows):
+    """The README's way to give label descriptions: `label: description` sentences as the prompt."""
+    ours, reference, _ = pair
+    described = "games: software to play. science: research and simulation tools."
+    mine = ours.classify(rows, LABELS, threshold=0.0, prompt=described)
+    theirs = reference()(rows, LABELS, threshold=0.0, batch_size=1, prompt=described)
+    assert_same_scores(mine, theirs)
+    assert scores_of(mine[0]) != pytest.approx(scores_of(ours.classify(rows[:1], LABELS, threshold=0.0)[0]))
