@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 import shutil
 import time
@@ -64,7 +63,7 @@ def run_job(job: Job) -> Summary:
     try:
         temp.mkdir(parents=True)
         lock = create_locked_marker(temp)
-        importlib.import_module(f"gliclass_pipelines.cli.run_{job.runner}").run(job, temp, summary)
+        RUN[job.runner](job, temp, summary)
         summary.seconds = time.perf_counter() - summary.started
         summary.parts = len(part_files(temp))
         commit(temp, job.output, job.mode, summary.to_json())
@@ -101,3 +100,24 @@ def short_error(exc: BaseException) -> str:
     named = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
     text = named[-1] if named else (lines[-1] if lines else type(exc).__name__)
     return shorten(text, 2000)
+
+
+def _run_local(job: Job, temp: Path, summary: Summary) -> None:
+    from gliclass_pipelines.cli import run_local
+
+    run_local.run(job, temp, summary)
+
+
+def _run_spark(job: Job, temp: Path, summary: Summary) -> None:
+    from gliclass_pipelines.cli import run_spark
+
+    run_spark.run(job, temp, summary)
+
+
+def _run_beam(job: Job, temp: Path, summary: Summary) -> None:
+    from gliclass_pipelines.cli import run_beam
+
+    run_beam.run(job, temp, summary)
+
+
+RUN = {"local": _run_local, "spark": _run_spark, "beam": _run_beam}  # each imports its engine when run
