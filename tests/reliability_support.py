@@ -377,3 +377,15 @@ def text_problem(text: Any) -> str | None:
     if not _encodable(text):
         return "lone surrogate"
     return None
+
+
+SOURCE_ROWS = [{"id": f"{i:03d}", "text": f"a package for task number {i}"} for i in range(6)]
+
+
+@pytest.fixture
+def source(tmp_path) -> Path:
+    """A JSON lines input of six small rows, for the CLI's reliability tests."""
+    path = tmp_path / "in" / "rows.jsonl"
+    path.parent.mkdir()
+    path.write_text("".join(json.dumps(r) + "\n" for r in SOURCE_ROWS), encoding="utf-8")
+    return path

@@ -25,7 +25,6 @@ from gliclass_pipelines import cli
 pytest_plugins = ["reliability_support"]
 
 HERE = Path(__file__).resolve().parent
-ROWS = [{"id": f"{i:03d}", "text": f"a package for task number {i}"} for i in range(6)]
 CHILD_SECONDS = 240  # model load included, on a loaded 2-core machine
 
 
@@ -35,14 +34,6 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 def beside(output: Path) -> list[str]:
     return sorted(p.name for p in output.parent.iterdir() if p.name.startswith(output.name))
-
-
-@pytest.fixture
-def source(tmp_path) -> Path:
-    path = tmp_path / "in" / "rows.jsonl"
-    path.parent.mkdir()
-    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
-    return path
 
 
 def classify(source: Path, output: Path, model: Path | str, mode: str = "overwrite", labels: str = "a,b"):

@@ -20,8 +20,6 @@ from gliclass_pipelines.io.ownership import MARKER
 
 pytest_plugins = ["reliability_support"]
 
-ROWS = [{"id": f"{i:03d}", "text": f"a package for task number {i}"} for i in range(6)]
-
 
 def snapshot(root: Path) -> dict[str, str]:
     """Every file's bytes (hashed) and every symlink's target under ``root``, without following links."""
@@ -45,14 +43,6 @@ def user_files(folder: Path) -> Path:
     (folder / "photos").mkdir(exist_ok=True)
     (folder / "photos" / "cat.jpg").write_bytes(bytes(range(256)) * 4)
     return folder
-
-
-@pytest.fixture
-def source(tmp_path) -> Path:
-    path = tmp_path / "in" / "rows.jsonl"
-    path.parent.mkdir()
-    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
-    return path
 
 
 def classify(source: Path, output: str | Path, model: str | Path, mode: str = "overwrite") -> list[str]:
