@@ -461,6 +461,20 @@ def test_make_test_model_writes_a_loadable_checkpoint(tmp_path, capsys):
     assert {x["label"] for x in results[0]} == {"games", "science"}
 
 
+def test_make_test_model_files_are_readable_by_other_users(tmp_path, capsys):
+    """Executors running as another user could not read the weights (0600); a file that was already in
+    the folder keeps its mode."""
+    target = tmp_path / "tiny"
+    target.mkdir(mode=0o700)
+    mine = target / "notes.txt"
+    mine.write_text("kept")
+    mine.chmod(0o600)
+    assert cli.main(["make-test-model", str(target)]) == 0
+    modes = {p.name: p.stat().st_mode & 0o777 for p in target.rglob("*")}
+    assert modes.pop("notes.txt") == 0o600 and target.stat().st_mode & 0o777 == 0o700
+    assert "model.safetensors" in modes and set(modes.values()) <= {0o644, 0o755}
+
+
 # ----------------------------------------------------------------------------------------------------
 # Spark and Beam runners
 
