@@ -108,7 +108,8 @@ try:
     print("REFUSED no")
 except ConfigError as exc:
     print("REFUSED yes:", exc)
-rows = classify_dataset(ds, "text", labels=sys.argv[4].split(","), model=sys.argv[3], concurrency=2).take_all()
+labels = sys.argv[4].split(",")
+rows = classify_dataset(ds, "text", labels=labels, model=sys.argv[3], concurrency=2).take_all()
 print("ROWS", len(rows), sum(r["gliclass"] is not None for r in rows))
 """
 
@@ -154,8 +155,8 @@ def check_spark(work: Path, model: Path) -> None:
     taxonomy.write_text("labels: [" + LABELS + "]\n")
     with started(master_cmd, work / "master.log"):
         workers = [
-            [spark_class, "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1", "--cores", "1",
-             "--memory", "1g", "--webui-port", str(free_port()), "--work-dir", str(work / f"w{i}")]
+            [spark_class, "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1",
+             "--cores", "1", "--memory", "1g", "--webui-port", str(free_port()), "--work-dir", str(work / f"w{i}")]
             for i in range(2)
         ]  # fmt: skip
         with started(workers[0], work / "worker0.log"), started(workers[1], work / "worker1.log"):
