@@ -156,7 +156,8 @@ def check_spark(work: Path, model: Path) -> None:
     with started(master_cmd, work / "master.log"):
         workers = [
             [spark_class, "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1",
-             "--cores", "1", "--memory", "1g", "--webui-port", str(free_port()), "--work-dir", str(work / f"w{i}")]
+             "--cores", "1", "--memory", "1g", "--webui-port", str(free_port()),
+             "--work-dir", str(work / f"w{i}")]
             for i in range(2)
         ]  # fmt: skip
         with started(workers[0], work / "worker0.log"), started(workers[1], work / "worker1.log"):
