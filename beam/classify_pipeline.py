@@ -49,6 +49,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--max_length", type=int, default=None)
     parser.add_argument("--num_threads", type=int, default=None, help="torch intra-op threads per process")
     parser.add_argument("--max_batch_tokens", type=int, default=None)
+    parser.add_argument("--min_batch_tokens", type=int, default=None, help="lower: Beam's adaptive sizing")
+    parser.add_argument(
+        "--max_batch_duration_secs", type=float, default=None, help="streaming: buffer across bundles"
+    )
+    parser.add_argument("--min_batch_size", type=int, default=None, help="elements (with a duration)")
+    parser.add_argument("--max_batch_size", type=int, default=None, help="elements (with a duration)")
     parser.add_argument("--large_model", action="store_true", help="one model per machine, shared")
     parser.add_argument("--model_copies", type=int, default=None, help="k shared models per machine")
     parser.add_argument("--num_shards", type=int, default=0, help="output shards (0: the runner decides)")
@@ -103,6 +109,10 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
         text_field=args.text_field,
         labels_field=args.labels_field,
         max_batch_tokens=args.max_batch_tokens,
+        min_batch_tokens=args.min_batch_tokens,
+        max_batch_duration_secs=args.max_batch_duration_secs,
+        min_batch_size=args.min_batch_size,
+        max_batch_size=args.max_batch_size,
         large_model=args.large_model,
         model_copies=args.model_copies,
     )

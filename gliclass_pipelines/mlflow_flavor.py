@@ -34,6 +34,7 @@ from mlflow.pyfunc import PythonModel
 
 from gliclass_pipelines._common.redaction import redact
 from gliclass_pipelines.core.config import ClassifyConfig
+from gliclass_pipelines.core.outcomes import log_failed
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.model.sources import ModelSource
 from gliclass_pipelines.taxonomy.taxonomy import Taxonomy
@@ -68,14 +69,19 @@ class GLiClassPyfunc(PythonModel):
         self.config.classifier()
 
     def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 (MLflow reads hints as a schema)
-        """One result per row of `model_input` (a DataFrame, a Series or a list of texts), in order."""
+        """One result per row of `model_input`, in order: a list for ``result_format="records"`` (what the
+        scoring server returns as ``predictions``), where a failed row (a number, say) is ``{"error":
+        reason}``; JSON text in a Series for ``"json"`` (spark_udf). `model_input`: any shape MLflow's
+        scoring server builds (a DataFrame, a dict of columns, an ndarray, a Series or a list of texts)."""
         texts = _texts(model_input, self.text_column)
-        records, _ = self.config.classify(texts)
+        records, out = self.config.classify(texts)
+        log_failed(out.outcomes)
         if self.result_format == "json":
             import json
 
             records = [json.dumps(record) for record in records]
-        return pd.Series(records, dtype=object, index=getattr(model_input, "index", None))
+            return pd.Series(records, dtype=object, index=getattr(model_input, "index", None))
+        return [{"error": o.reason} if o.is_failed else r for r, o in zip(records, out.outcomes)]
 
 
 def model_config(
@@ -147,7 +153,9 @@ def _pyfunc_kwargs(model: Any, labels: Any, kwargs: dict[str, Any]) -> dict[str,
             "text_column, result_format) nor an argument of mlflow.pyfunc.log_model"
         )
     kwargs.setdefault("pip_requirements", _requirements())
-    return {"python_model": GLiClassPyfunc(), "model_config": model_config(model, labels, **own)[1], **kwargs}
+    config = model_config(model, labels, **own)[1]
+    kwargs.setdefault("signature", signature(config["text_column"]))
+    return {"python_model": GLiClassPyfunc(), "model_config": config, **kwargs}
 
 
 def _requirements() -> list[str]:
@@ -175,20 +183,37 @@ def _from_model_config(checkpoint: str, logged: dict[str, Any]) -> tuple[Classif
 
 
 def _texts(model_input: Any, column: str) -> list[Any]:
-    if isinstance(model_input, pd.DataFrame):
-        if column in model_input.columns:
-            return model_input[column].tolist()
-        if len(model_input.columns) == 1:  # spark_udf names unnamed arguments 0, 1, ...
-            return model_input.iloc[:, 0].tolist()
+    import numpy as np
+
+    if isinstance(model_input, pd.DataFrame | dict):
+        names = list(model_input.keys())
+        if column in names:
+            return list(model_input[column])
+        if names == [0]:  # spark_udf names unnamed arguments 0, 1, ...
+            return list(model_input[0])
         raise ConfigError(
-            f"the input has no {column!r} column (it has {', '.join(map(str, model_input.columns))}); "
-            "pass one text column or log the model with text_column=..."
+            f"the input has no {column!r} column (it has {', '.join(map(str, names))}); "
+            f"send a {column!r} column or log the model with text_column=..."
         )
-    if isinstance(model_input, pd.Series | list | tuple):
+    if isinstance(model_input, np.ndarray) and model_input.ndim == 2 and model_input.shape[1] == 1:
+        return model_input[:, 0].tolist()
+    if isinstance(model_input, np.ndarray) and model_input.ndim == 1 or isinstance(model_input, pd.Series):
+        return model_input.tolist()
+    if isinstance(model_input, list | tuple):
         return list(model_input)
     raise ConfigError(
-        f"predict takes a DataFrame, a Series or a list of texts, got {type(model_input).__name__}"
+        "predict takes a DataFrame, a dict of columns, a Series, a 1-D array or a list of texts, got "
+        f"{type(model_input).__name__}{getattr(model_input, 'shape', '')}"
     )
+
+
+def signature(text_column: str) -> Any:
+    """One input column of any type (a number there is a failed row, not a text "3"), one result per row."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
+
+    return ModelSignature(inputs=Schema([ColSpec(AnyType(), text_column)]))
 
 
 class _staged:

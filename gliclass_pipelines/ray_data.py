@@ -86,7 +86,8 @@ def classify_dataset(
     """`ds` with a column `output_col` of results; settings as for ClassifyConfig.from_settings.
 
     ``concurrency`` is the actor pool's size (or a (min, max) range), ``num_gpus``/``num_cpus`` each
-    actor's resources (torch threads default to the actor's CPUs, so actors do not oversubscribe),
+    actor's resources (torch threads default to the actor's CPUs, so actors do not oversubscribe;
+    ``num_cpus`` defaults to 1, or less where the pool would leave Ray's read tasks no CPU),
     ``batch_size`` the rows one call sorts and cuts into forward passes.
     Raises ConfigError here, on the driver, for a bad model string, taxonomy, setting or column.
     """
@@ -94,9 +95,10 @@ def classify_dataset(
         raise ConfigError(f"batch_format must be one of {', '.join(BATCH_FORMATS)}, got {batch_format!r}")
     if labels_col is not None and labels is not None:
         raise ConfigError("give either labels (one taxonomy for every row) or labels_col (per row), not both")
-    # torch threads: the actor's CPUs (Ray gives a map_batches actor 1 by default), as Spark uses the task's
-    cpus = num_cpus if isinstance(num_cpus, int | float) and not isinstance(num_cpus, bool) else 1
-    settings.setdefault("num_threads", max(1, int(cpus)))
+    compute = _pool(concurrency)
+    num_cpus = _actor_cpus(ds, num_cpus, compute.max_size)
+    # torch threads: the actor's CPUs, as Spark uses the task's
+    settings.setdefault("num_threads", max(1, int(num_cpus)))
     config = ClassifyConfig.from_settings(model, labels, per_row_labels=labels_col is not None, **settings)
     _check_columns(config, text_col, output_col, labels_col)
     names = ds.columns(fetch_if_missing=False)
@@ -116,7 +118,7 @@ def classify_dataset(
         },
         batch_format=batch_format,
         batch_size=batch_size,
-        compute=_pool(concurrency),
+        compute=compute,
         zero_copy_batch=True,
         **resources,
     )
@@ -140,6 +142,49 @@ def _check_labels_type(ds: Any, labels_col: str, batch_format: str) -> None:
             f"labels_col {labels_col!r} holds maps ({kind}), which batch_format='pandas' cannot carry; "
             "use batch_format='pyarrow'"
         )
+
+
+def _actor_cpus(ds: Any, num_cpus: Any, actors: int) -> float:
+    """Each actor's CPUs: `num_cpus`, or by default 1 where the pool leaves a CPU for Ray's read and map
+    tasks, else an equal share of the cluster's CPUs less one. Refuses a pool of `actors` that leaves no
+    CPU for the tasks that feed it: Ray would wait for one forever (an in-memory Dataset needs none)."""
+    if num_cpus is not None and (
+        not isinstance(num_cpus, int | float) or isinstance(num_cpus, bool) or not num_cpus >= 0
+    ):
+        raise ConfigError(f"num_cpus must be a number >= 0, got {num_cpus!r}")
+    cluster = _cluster_cpus()
+    if num_cpus is None:
+        return 1.0 if cluster is None else min(1.0, int(max(cluster - 1, 0) / actors * 100) / 100)
+    if cluster is not None and _needs_tasks(ds) and cluster - actors * num_cpus < 1:
+        raise ConfigError(
+            f"{actors} actor(s) x num_cpus={num_cpus} take {actors * num_cpus:g} of the cluster's "
+            f"{cluster:g} CPUs and leave none for Ray's read tasks, which would wait forever; use "
+            f"num_cpus <= {max(cluster - 1, 0) / actors:g}, fewer actors, or leave num_cpus unset"
+        )
+    return float(num_cpus)
+
+
+def _cluster_cpus() -> float | None:
+    import ray
+
+    return ray.cluster_resources().get("CPU") if ray.is_initialized() else None
+
+
+def _needs_tasks(ds: Any) -> bool:
+    """Whether producing `ds`'s blocks runs Ray tasks (reads, maps), not only in-memory inputs."""
+    try:
+        from ray.data._internal.logical.operators.from_operators import AbstractFrom
+        from ray.data._internal.logical.operators.input_data_operator import InputData
+
+        ops = [ds._logical_plan.dag]
+    except (ImportError, AttributeError):
+        return True
+    while ops:
+        op = ops.pop()
+        if not isinstance(op, AbstractFrom | InputData):
+            return True
+        ops.extend(op.input_dependencies)
+    return False
 
 
 def _pool(concurrency: Any) -> Any:

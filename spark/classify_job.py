@@ -78,13 +78,18 @@ def read_input(spark: Any, args: argparse.Namespace) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from gliclass_pipelines import ConfigError
+    from gliclass_pipelines import ConfigError, ModelLoadError
+    from gliclass_pipelines.model.sources import ModelSource
 
     try:
         config = build(args)
+        ModelSource.parse(config.model).fetch()  # here, once: not in every task attempt on the cluster
     except (ConfigError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
 
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F

@@ -292,6 +292,38 @@ def test_missing_model_exits_3(inputs, tmp_path, capsys):
     assert not list(tmp_path.glob("out.tmp-*"))
 
 
+CLUSTER_RUNNERS = {
+    "spark": ("--runner", "spark", "--spark-master", "spark://127.0.0.1:9"),
+    "beam": (
+        "--runner",
+        "beam",
+        "--beam-runner",
+        "PortableRunner",
+        "--beam-option",
+        "job_endpoint=127.0.0.1:9",
+    ),
+}
+
+
+@pytest.mark.parametrize("runner", sorted(CLUSTER_RUNNERS))
+def test_missing_model_on_a_cluster_runner_exits_3_before_the_engine(inputs, tmp_path, capsys, runner):
+    """A cluster master or job service (here none listens) was never reached: the model is checked first."""
+    args = classify_args(inputs["jsonl"], tmp_path / "out", tmp_path / "nowhere", *CLUSTER_RUNNERS[runner])
+    assert cli.main(args) == cli.EXIT_MODEL
+    err = capsys.readouterr().err
+    assert "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_unreachable_beam_job_service_times_out(inputs, tmp_path, capsys, tiny_checkpoint):
+    extra = (*CLUSTER_RUNNERS["beam"], "--beam-option", "job_server_timeout=2")
+    assert (
+        cli.main(classify_args(inputs["jsonl"], tmp_path / "out", tiny_checkpoint, *extra)) == cli.EXIT_FAILED
+    )
+    err = capsys.readouterr().err
+    assert "job service at 127.0.0.1:9 did not answer within 2 s" in err
+    assert not (tmp_path / "out").exists()
+
+
 def command() -> list[str]:
     script = Path(sys.executable).parent / "gliclass-pipelines"
     return [str(script)] if script.exists() else [sys.executable, "-m", "gliclass_pipelines.cli"]
@@ -427,6 +459,20 @@ def test_make_test_model_writes_a_loadable_checkpoint(tmp_path, capsys):
         ["a chess engine"], ["games", "science"], threshold=0
     )
     assert {x["label"] for x in results[0]} == {"games", "science"}
+
+
+def test_make_test_model_files_are_readable_by_other_users(tmp_path, capsys):
+    """Executors running as another user could not read the weights (0600); a file that was already in
+    the folder keeps its mode."""
+    target = tmp_path / "tiny"
+    target.mkdir(mode=0o700)
+    mine = target / "notes.txt"
+    mine.write_text("kept")
+    mine.chmod(0o600)
+    assert cli.main(["make-test-model", str(target)]) == 0
+    modes = {p.name: p.stat().st_mode & 0o777 for p in target.rglob("*")}
+    assert modes.pop("notes.txt") == 0o600 and target.stat().st_mode & 0o777 == 0o700
+    assert "model.safetensors" in modes and set(modes.values()) <= {0o644, 0o755}
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -323,3 +323,29 @@ def test_a_list_of_mappings_is_per_row_and_never_merged(first_clf, debian_texts,
     # a list starting with a label keeps its meaning: one shared taxonomy with a group in it
     shared = first_clf.classify(texts, ["games", HIERARCHIES[0]], threshold=0.0)
     assert all(len(r) == 3 for r in shared)
+
+
+def test_no_false_token_length_warning(first_clf):
+    """transformers warns "Token indices sequence length is longer than ..." once per tokenizer when a
+    text is longer than model_max_length; we truncate or chunk after tokenizing, so the engine's
+    tokenizer is told it has warned (a copy without that flag shows the warning is real)."""
+    import copy
+    import logging
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    source = logging.getLogger("transformers.tokenization_utils_base")
+    source.addHandler(handler)
+    level, source.level = source.level, logging.WARNING
+    try:
+        tokenizer = copy.deepcopy(first_clf.tokenizer)
+        tokenizer.model_max_length = 8
+        tokenizer("word " * 64)
+        assert not any("Token indices sequence length" in m for m in seen)
+        tokenizer.deprecation_warnings = {}
+        tokenizer("word " * 64)
+        assert any("Token indices sequence length" in m for m in seen)
+    finally:
+        source.removeHandler(handler)
+        source.level = level

@@ -157,3 +157,36 @@ def test_int8_equals_the_int8_engine(local_ray, tiny_checkpoint):
     assert_same(got, want, "scores")
     float32 = expected(model, TEXTS, output="scores")
     assert max(abs(w[k] - f[k]) for w, f in zip(want, float32) if w for k in w) > 1e-3  # really int8
+
+
+@pytest.mark.parametrize(("concurrency", "want"), [(1, 1.0), (2, 0.5), ((1, 3), 0.33)])
+def test_default_actor_cpus_leave_a_cpu_for_reads(local_ray, tmp_path, concurrency, want):
+    """On 2 CPUs, 2 actors with Ray's default of 1 CPU each left the file read no CPU and the job hung
+    (scripts/deploy_checks.py runs it on a `ray start` cluster); the default share leaves one."""
+    from gliclass_pipelines.ray_data import classify_dataset
+
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": "a"}\n')
+    out = classify_dataset(
+        ray.data.read_json(str(path)), "text", labels=LABELS, model="org/model", concurrency=concurrency
+    )
+    assert out._logical_plan.dag.ray_remote_args["num_cpus"] == want
+
+
+@pytest.mark.parametrize(("concurrency", "num_cpus"), [(2, 1), ((1, 2), 1), (1, 2)])
+def test_a_pool_that_leaves_reads_no_cpu_is_refused(local_ray, tmp_path, concurrency, num_cpus):
+    from gliclass_pipelines.ray_data import classify_dataset
+
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": "a"}\n')
+    with pytest.raises(ConfigError, match=r"x num_cpus=\d.* of the cluster's 2 CPUs"):
+        classify_dataset(
+            ray.data.read_json(str(path)),
+            "text",
+            labels=LABELS,
+            model="org/model",
+            concurrency=concurrency,
+            num_cpus=num_cpus,
+        )
+    with pytest.raises(ConfigError, match="num_cpus must be a number"):
+        classify_dataset(dataset(), "text", labels=LABELS, model="org/model", num_cpus="1")

@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.cli.args import build_parser as _build_parser
@@ -114,9 +115,12 @@ def classify_command(args: argparse.Namespace) -> int:
 def make_test_model_command(args: argparse.Namespace) -> int:
     from gliclass_pipelines.testing.checkpoints import make_tiny_checkpoint
 
-    path = make_tiny_checkpoint(
-        args.dir, backbone=args.backbone, architecture=args.architecture, seed=args.seed
-    )
+    root = Path(args.dir)
+    before = {root, *root.rglob("*")} if root.exists() else set()
+    path = make_tiny_checkpoint(root, backbone=args.backbone, architecture=args.architecture, seed=args.seed)
+    for written in {root, *root.rglob("*")} - before:  # executors may run as another user; ours only
+        if not written.is_symlink():
+            written.chmod(0o755 if written.is_dir() else 0o644)
     print(f"gliclass-pipelines: wrote a tiny random GLiClass checkpoint to {path}")
     print("  its scores are random: use it to test pipelines offline, not to classify")
     print(f"  try it: GLICLASS_MODEL={path} make demo   or   --model {path}")

@@ -86,12 +86,12 @@ def output_state(output: Path, committed: bool) -> str:
     return "no output was written"
 
 
-def check_model_early(job: Job, *, local: bool) -> None:
-    """On a local master or runner, fetch the model here, so a bad model fails with a clear message."""
-    if local:
-        from gliclass_pipelines.model.sources import ModelSource
+def check_model_early(job: Job) -> None:
+    """Fetch the model here, on the driver or launcher, whatever the runner, so a bad model fails with one
+    clear message before Spark or Beam start work (on a cluster it failed in every task attempt)."""
+    from gliclass_pipelines.model.sources import ModelSource
 
-        ModelSource.parse(job.config.model).fetch()
+    ModelSource.parse(job.config.model).fetch()
 
 
 def short_error(exc: BaseException) -> str:

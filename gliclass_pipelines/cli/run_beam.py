@@ -19,6 +19,7 @@ from gliclass_pipelines.io.readers.jsonl import parse_line as parse_json_line
 from gliclass_pipelines.io.readers.lines import blank_lines_reason
 
 logger = logging.getLogger(__name__)
+JOB_SERVER_TIMEOUT = 30
 
 
 def run(job: Any, temp: Path, summary: Summary) -> None:
@@ -33,12 +34,15 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
     if job.input_format not in ("jsonl", "parquet"):
         raise ConfigError(f"--runner beam reads jsonl or parquet, not {job.input_format}")
     runner = job.runner_options["beam_runner"]
-    check_model_early(job, local=runner in ("DirectRunner", "FnApiRunner", "BundleBasedDirectRunner"))
+    check_model_early(job)
     schema = job.source.schema
     if job.text_column not in schema.names:
         schema = pa.schema([pa.field(job.text_column, pa.string())])
     out_schema = schema.append(pa.field(job.result_column, arrow_type(job.output_kind)))
-    flags = [f"--runner={runner}"] + [f"--{k}={v}" for k, v in job.runner_options["beam_options"].items()]
+    options = dict(job.runner_options["beam_options"])
+    if "job_endpoint" in options:  # Beam waits 300 s for an unreachable job service by default
+        options.setdefault("job_server_timeout", JOB_SERVER_TIMEOUT)
+    flags = [f"--runner={runner}"] + [f"--{k}={v}" for k, v in options.items()]
     shape = _BeamRow(schema, job.result_column, job.output_kind, job.id_column)
     pipeline = beam.Pipeline(options=PipelineOptions(flags))
     files = pipeline | "Files" >> beam.Create([str(f) for f in input_files(job.input, job.input_format)])
@@ -73,6 +77,12 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
     except Exception as exc:
         if isinstance(exc, GLiClassPipelinesError):
             raise
+        if type(exc).__name__ == "FutureTimeoutError" and "job_endpoint" in options:
+            raise RunnerError(
+                f"the Beam job service at {options['job_endpoint']} did not answer within "
+                f"{options['job_server_timeout']} s; start it, fix --beam-option job_endpoint=..., or wait "
+                "longer with --beam-option job_server_timeout=SECONDS"
+            ) from exc
         raise RunnerError(f"Beam failed: {short_error(exc)}") from exc
     counts = {name: beam_counter(result, name) for name in ("rows", "null_inputs", "failed", "truncated")}
     if None in counts.values():  # a runner without metrics

@@ -21,7 +21,7 @@ JVM_STOP_SECONDS = 15.0
 
 def run(job: Any, temp: Path, summary: Summary) -> None:
     """spark.read -> classify_dataframe -> write.parquet(temp); Spark's own _SUCCESS is replaced at commit."""
-    check_model_early(job, local=job.runner_options["spark_master"].startswith("local"))
+    check_model_early(job)
     spark, created = spark_session(job)
     try:
         computed = _classify_into(spark, job, temp)

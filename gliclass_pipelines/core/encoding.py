@@ -113,6 +113,7 @@ class TextEncoder:
         label_slots: int | None = None,
     ) -> None:
         self.tokenizer = tokenizer
+        quiet_length_warning(tokenizer)
         self.architecture = architecture
         self.prompt_first = prompt_first
         self.max_length = max_length
@@ -328,3 +329,11 @@ def special_affixes(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
         if ids[at : at + len(inner)] == inner:
             return tuple(ids[:at]), tuple(ids[at + len(inner) :])
     raise ModelLoadError(f"the tokenizer does not keep the ids of {probe!r} when it adds its special tokens")
+
+
+def quiet_length_warning(tokenizer: Any) -> None:
+    """Silence transformers' "Token indices sequence length is longer than ..." for `tokenizer`: it is
+    false here (we tokenize whole texts on purpose, then truncate or chunk them to max_length)."""
+    warned = getattr(tokenizer, "deprecation_warnings", None)
+    if isinstance(warned, dict):
+        warned["sequence-length-is-longer-than-the-specified-maximum"] = True
