@@ -187,6 +187,8 @@ def _add_tables(p: argparse.ArgumentParser) -> None:
 
 def check_tables(args: argparse.Namespace, output: Path, places: list[tuple[str, Path]]) -> Path | None:
     """The incremental state folder (None without --incremental); refuses a table write that must not run."""
+    if args.provenance_column is not None and args.runner == "beam":
+        raise ConfigError("--provenance-column is written by the local and Spark runners (not Beam yet)")
     if args.mode == "append" and args.output_format == "parquet":
         raise ConfigError("--mode append is for table formats (--output-format delta)")
     if args.output_format == "delta":

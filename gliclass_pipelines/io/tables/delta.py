@@ -121,7 +121,10 @@ def write(
         )
         return merger.when_matched_update_all().when_not_matched_insert_all().execute()
     write_mode = "overwrite" if mode == "overwrite" else "append"
-    dl.write_deltalake(str(path), data, mode=write_mode, description=OWNER, commit_properties=commit)
+    schema_mode = "overwrite" if write_mode == "overwrite" else None  # an overwrite may change the columns
+    dl.write_deltalake(
+        str(path), data, mode=write_mode, schema_mode=schema_mode, description=OWNER, commit_properties=commit
+    )
     return {}
 
 
