@@ -226,30 +226,23 @@ delta.write(Path(sys.argv[1]), reader, schema, mode=sys.argv[2], merge_on=None, 
 """
 
 
-@pytest.mark.parametrize("mode", ["append", "overwrite"])
-def test_kill_mid_write_leaves_the_previous_version(tmp_path, mode):
+def test_kill_mid_write_leaves_the_previous_version(tmp_path):
     deltalake = pytest.importorskip("deltalake")
     from gliclass_pipelines.io.tables import delta
 
     table = tmp_path / "t"
     schema = pa.schema([("id", pa.int64()), ("text", pa.string())])
-    delta.write(
-        table,
-        pa.table({"id": [1, 2], "text": ["a", "b"]}, schema),
-        schema,
-        mode="append",
-        merge_on=None,
-        record={},
-    )
+    first = pa.table({"id": [1, 2], "text": ["a", "b"]}, schema)
+    delta.write(table, first, schema, mode="append", merge_on=None, record={})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", KILLED_WRITER, str(table), mode], stdout=subprocess.PIPE, env=env, text=True
-    )
-    try:
-        assert proc.stdout.readline().strip() == "writing"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    after = deltalake.DeltaTable(str(table))
-    assert after.version() == 0
-    assert after.to_pyarrow_table().column("id").to_pylist() == [1, 2]
+    for mode in ("append", "overwrite"):
+        command = [sys.executable, "-c", KILLED_WRITER, str(table), mode]
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "writing"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        after = deltalake.DeltaTable(str(table))
+        assert after.version() == 0
+        assert after.to_pyarrow_table().column("id").to_pylist() == [1, 2]
