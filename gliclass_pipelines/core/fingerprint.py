@@ -31,7 +31,11 @@ _LOCK = threading.Lock()
 
 
 def resolved_revision(source: ModelSource) -> str:
-    """The model's version: ``hub:<commit>``, ``sha256:<content hash>`` or ``listing:<digest>``."""
+    """The model's version: ``hub:<commit>``, ``sha256:<content hash>`` or ``listing:<digest>``.
+
+    A Hub id without a commit is resolved through the Hub cache (a download where it is not there yet, as
+    the model needs anyway); where that fails the revision reads ``unresolved:...`` and a warning says so.
+    """
     if source.kind == "local":
         return "sha256:" + content_hash(Path(source.location))
     if source.kind == "remote":
