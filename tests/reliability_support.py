@@ -70,6 +70,21 @@ REFERENCED: dict[str, Case] = {
     "tests/test_engine.py::test_oom_halves_the_batch_with_identical_results": Case(
         FAULTS, "CUDA out-of-memory on every batch of more than 3 sequences", "batches halved, same scores"
     ),
+    "tests/test_tables.py::test_kill_mid_write_leaves_the_previous_version": Case(
+        FAULTS,
+        "kill -9 of a process in the middle of a Delta append, and of an overwrite (5,000-row batches)",
+        "the table reads at its previous version with its previous rows",
+    ),
+    "tests/test_tables.py::test_incremental_refuses_a_changed_fingerprint_unless_full": Case(
+        FAULTS,
+        "an incremental run whose taxonomy differs from the one its state was classified under",
+        "exit 2 naming --full, no output written; with --full every row is classified again",
+    ),
+    "tests/test_tables.py::test_foreign_delta_table_is_overwritten_only_when_named": Case(
+        FAULTS,
+        "--mode overwrite --output-format delta on a Delta table another tool wrote",
+        "exit 2, the table untouched; replaced only with --overwrite-table naming it",
+    ),
     "tests/test_beam.py::test_classify_text_dead_letters": Case(
         FAULTS,
         "ClassifyText batch with malformed elements, bad labels and one element whose inference raises",

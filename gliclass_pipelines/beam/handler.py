@@ -177,6 +177,10 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
             large_model=large_model, model_copies=model_copies, env_vars=env_vars or {}, **batching
         )
 
+    def fingerprint(self) -> str:
+        """The job's provenance fingerprint (ClassifyConfig.fingerprint), for a pipeline to write."""
+        return self.config.fingerprint()
+
     def token_weight(self) -> TokenWeight:
         shared_labels = self.config.labels.labels if self.config.labels is not None else ()
         cap = text_token_cap(self.config.max_length, self.config.long_text)

@@ -104,7 +104,7 @@ def _configure_logging(verbose: bool) -> None:
 def classify_command(args: argparse.Namespace) -> int:
     job = job_from_args(args)
     tidy_beside(job.output)
-    if should_skip(job.output, job.mode):
+    if job.output_format == "parquet" and should_skip(job.output, job.mode):
         print(f"gliclass-pipelines: {job.output} is complete ({SUCCESS} present); skipped")
         return EXIT_OK
     summary = run_job(job)

@@ -13,6 +13,7 @@ from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.cli.job import DEFAULT_RESULT_COLUMN, MODES, RUNNERS, Job
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.io.ownership import check_output_place
+from gliclass_pipelines.io.provenance import check_column_free
 from gliclass_pipelines.io.readers import (
     FORMATS,
     check_columns,
@@ -20,6 +21,7 @@ from gliclass_pipelines.io.readers import (
     detect_format,
     open_input,
 )
+from gliclass_pipelines.io.tables import OUTPUT_FORMATS
 
 Command = Callable[[argparse.Namespace], int]
 SUMMARY_HELP = (
@@ -44,6 +46,7 @@ def build_parser(classify: Command, make_test_model: Command) -> argparse.Argume
     _add_input_output(p)
     _add_classification(p)
     _add_running(p)
+    _add_tables(p)
     p = commands.add_parser("make-test-model", help="write a tiny random checkpoint, for demos and CI")
     p.set_defaults(func=make_test_model)
     _add_make_test_model(p)
@@ -160,6 +163,58 @@ def _add_running(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_tables(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("tables, provenance and incremental runs")
+    group.add_argument(
+        "--output-format",
+        choices=OUTPUT_FORMATS,
+        default="parquet",
+        help="parquet: a folder of part files (default); delta: a Delta Lake table (the delta extra)",
+    )
+    group.add_argument(
+        "--overwrite-table", help="with --mode overwrite: replace this table though another tool made it"
+    )
+    group.add_argument(
+        "--provenance-column", help="add a column holding each row's short model+taxonomy fingerprint"
+    )
+    group.add_argument(
+        "--incremental",
+        action="store_true",
+        help="classify only rows whose (id, text) is not in --state under the same fingerprint (local)",
+    )
+    group.add_argument(
+        "--state", help="with --incremental: the folder where this tool keeps what it classified"
+    )
+    group.add_argument(
+        "--full", action="store_true", help="with --incremental: classify every row, renew the state"
+    )
+
+
+def check_tables(args: argparse.Namespace, output: Path, places: list[tuple[str, Path]]) -> Path | None:
+    """The incremental state folder (None without --incremental); refuses a table write that must not run."""
+    if args.provenance_column is not None and args.runner == "beam":
+        raise ConfigError("--provenance-column is written by the local and Spark runners (not Beam yet)")
+    if args.mode == "append" and args.output_format == "parquet":
+        raise ConfigError("--mode append is for table formats (--output-format delta)")
+    if args.output_format == "delta":
+        from gliclass_pipelines.io.tables import delta
+
+        named = None if args.overwrite_table is None else Path(args.overwrite_table).expanduser()
+        delta.check_target(output, args.mode, args.incremental, named)
+    if not args.incremental:
+        if args.state is not None or args.full:
+            raise ConfigError("--state and --full go with --incremental")
+        return None
+    if args.state is None or args.id_column is None:
+        raise ConfigError("--incremental needs --state DIR and --id-column (the rows' identity)")
+    if args.runner != "local":
+        raise ConfigError("--incremental runs with --runner local for now")
+    state = check_output_place(Path(args.state), [*places, ("the output", output)])
+    if output == state or output in state.parents:
+        raise ConfigError(f"--state {state} must be a folder of its own, outside the output")
+    return state
+
+
 def _add_make_test_model(p: argparse.ArgumentParser) -> None:
     from gliclass_pipelines.testing.checkpoints import ARCHITECTURES, BACKBONES
 
@@ -199,9 +254,13 @@ def job_from_args(args: argparse.Namespace) -> Job:
         num_threads=args.num_threads,
         precision=args.precision,
     )
-    output = check_output_place(Path(args.output), protected_places(source, args))
+    places = protected_places(source, args)
+    output = check_output_place(Path(args.output), places)
     if source.resolve() in output.parents:
         raise ConfigError(f"output {output} is inside the input directory {source.resolve()}")
+    state = check_tables(args, output, places)
+    if input_format == "delta" and args.runner != "local":
+        raise ConfigError("a Delta table as --input is read by --runner local for now")
     options = {
         "spark_master": args.spark_master,
         "spark_conf": parse_pairs(args.spark_conf, "--spark-conf"),
@@ -225,8 +284,19 @@ def job_from_args(args: argparse.Namespace) -> Job:
         progress=args.progress,
         log_every=args.log_every,
         runner_options=options,
+        provenance_column=args.provenance_column,
+        output_format=args.output_format,
+        overwrite_table=None if args.overwrite_table is None else Path(args.overwrite_table),
+        state=state,
     )
     check_columns(job, job.source.schema)
+    check_column_free(job.source.schema, job.provenance_column)
+    if state is not None:
+        from dataclasses import replace
+
+        from gliclass_pipelines.io.incremental import load_state
+
+        job = replace(job, previous=load_state(state, config.fingerprint(), args.full))
     return job
 
 

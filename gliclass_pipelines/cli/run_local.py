@@ -10,7 +10,9 @@ from gliclass_pipelines._common.checks import split_labels
 from gliclass_pipelines.cli.progress import Progress
 from gliclass_pipelines.cli.summary import Summary
 from gliclass_pipelines.core.results import labels_from_arrow
+from gliclass_pipelines.io.incremental import Tracker
 from gliclass_pipelines.io.output import PartWriter
+from gliclass_pipelines.io.provenance import add_column, with_provenance
 from gliclass_pipelines.io.readers import Chunk
 
 logger = logging.getLogger(__name__)
@@ -28,17 +30,35 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
     if job.text_column not in schema.names:  # an empty JSONL file has no columns at all
         schema = pa.schema([pa.field(job.text_column, pa.string())])
     result_field = pa.field(job.result_column, arrow_type(job.output_kind))
+    prov = summary.provenance
+    out_schema = with_provenance(schema.append(result_field), prov, job.provenance_column)
+    if job.incremental:
+        summary.tracker = Tracker(job.previous, job.id_column, job.text_column, job.labels_column)
     total = job.source.total_rows
     with (
-        PartWriter(temp, schema.append(result_field), job.rows_per_file) as writer,
+        PartWriter(temp, out_schema, job.rows_per_file) as writer,
         Progress(total, job.progress, job.log_every, started=summary.started) as progress,
     ):
         for chunk in job.source.chunks(job.chunk_rows):
-            table = classify_chunk(job, chunk, classifier, summary, result_field)
-            writer.write(table)
-            progress.update(chunk.table.num_rows, chunk.done)
+            read = chunk.table.num_rows
+            picked, keys = summary.tracker.select(chunk) if job.incremental else (chunk, None)
+            table = classify_chunk(job, picked, classifier, summary, result_field)
+            if job.incremental:
+                summary.tracker.record(keys, failed_rows(table, job))
+            writer.write(add_column(table, job.provenance_column, prov["fingerprint"]))
+            progress.update(read, chunk.done)
     if summary.bad_records > SHOWN_PROBLEMS:
         logger.warning("%d records could not be read in full in all", summary.bad_records)
+
+
+def failed_rows(table: Any, job: Any) -> Any:
+    """Rows with a null result whose text was there (numpy booleans)."""
+    import pyarrow.compute as pc
+
+    text = table.column(job.text_column).cast("string")
+    blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(text), ""), True)
+    failed = pc.and_(pc.invert(blank), pc.is_null(table.column(job.result_column)))
+    return failed.to_numpy(zero_copy_only=False)
 
 
 def classify_chunk(job: Any, chunk: Chunk, classifier: Any, summary: Summary, result_field: Any) -> Any:

@@ -58,6 +58,10 @@ def _classify_into(spark: Any, job: Any, temp: Path) -> Any:
     )
     if labels_col != job.labels_column and labels_col is not None:
         out = out.drop(labels_col)
+    if job.provenance_column is not None:
+        from pyspark.sql import functions as F
+
+        out = out.withColumn(job.provenance_column, F.lit(job.config.fingerprint()))
     out.write.mode("append").parquet(str(temp))  # temp holds our marker
     return None if stats is None else stats.value
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,10 @@ class Summary:
     seconds: float = 0.0
     model_load_seconds: float | None = None
     parts: int = 0
+    provenance: dict[str, Any] | None = None
+    incremental: dict[str, int] | None = None  # skipped, new, changed, deleted
+    table_metrics: dict[str, Any] | None = None
+    tracker: Any = field(default=None, repr=False)  # the incremental run's io.incremental.Tracker
     started: float = field(default_factory=time.perf_counter, repr=False)
 
     def __post_init__(self) -> None:
@@ -53,7 +57,13 @@ class Summary:
             self.truncated += stats.truncated
 
     def to_json(self) -> str:
-        record = {k: v for k, v in asdict(self).items() if k != "started"}
+        optional = ("provenance", "incremental", "table_metrics")
+        record = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("started", "tracker")
+            and not (f.name in optional and getattr(self, f.name) is None)
+        }
         return json.dumps({**record, "rows_per_second": round(self.rows_per_second, 2)}, indent=2)
 
     def lines(self) -> list[str]:
@@ -71,7 +81,17 @@ class Summary:
             f"  bad records   {self.bad_records}",
             f"  model load    {load}",
             f"  output        {self.output} ({self.parts} part file{'s' if self.parts != 1 else ''})",
+            *self._more_lines(),
         ]
+
+    def _more_lines(self) -> list[str]:
+        lines = []
+        if self.provenance is not None:
+            lines.append(f"  fingerprint   {self.provenance['fingerprint']}")
+        if self.incremental is not None:
+            counts = ", ".join(f"{k} {v}" for k, v in self.incremental.items())
+            lines.append(f"  incremental   classified {self.rows}, {counts}")
+        return lines
 
 
 def rows_per_second(rows: int, seconds: float) -> float:

@@ -98,6 +98,18 @@ class ClassifyConfig:
     def with_(self, **changes: Any) -> ClassifyConfig:
         return replace(self, **changes)
 
+    def fingerprint(self) -> str:
+        """A short, stable hash of what decides this job's results: the model's resolved revision, the
+        taxonomy and output settings, precision and backend, and the package and gliclass versions
+        (:mod:`gliclass_pipelines.core.fingerprint`). The same on the driver and on every worker."""
+        return self.provenance()["fingerprint"]
+
+    def provenance(self) -> dict[str, Any]:
+        """What produced this job's results (the model redacted), with its :meth:`fingerprint`."""
+        from gliclass_pipelines.core.fingerprint import provenance
+
+        return provenance(self)
+
     def classifier(self, engine_device: str | None = None) -> Any:
         """The process-wide model for this job, loaded on first use (on the worker)."""
         from gliclass_pipelines.core.classifier import Classifier

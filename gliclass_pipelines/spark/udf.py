@@ -112,6 +112,10 @@ class GLiClassUDF:
         config = ClassifyConfig.from_settings(model, labels, per_row_labels=per_row_labels, **settings)
         return cls(config, stats=stats)
 
+    def fingerprint(self) -> str:
+        """The job's provenance fingerprint (ClassifyConfig.fingerprint), for a user's job to write."""
+        return self.config.fingerprint()
+
     def __call__(self, text_col: str | Column, labels_col: str | Column | None = None) -> Column:
         if self.config.per_row_labels != (labels_col is not None):
             raise ConfigError(

@@ -53,7 +53,7 @@ __all__ = [
     "rechunk",
 ]
 
-FORMATS = ("parquet", "jsonl", "csv")
+FORMATS = ("parquet", "jsonl", "csv", "delta")
 EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
@@ -67,6 +67,8 @@ SCHEMA_BYTES = 16 << 20  # ... or fewer, when they are large
 
 
 def detect_format(path: Path) -> str:
+    if (path / "_delta_log").is_dir():
+        return "delta"
     files = input_files(path, None) if path.is_dir() else [path]
     found = {_format_of(f) for f in files} - {None}
     if len(found) != 1:
@@ -163,12 +165,22 @@ class Input:
     """An opened input: its schema now, its rows later (from the same open files)."""
 
     def __init__(self, path: Path, input_format: str, text_column: str, id_column: str | None) -> None:
-        self.files = input_files(path, input_format)
+        table = input_format == "delta"
+        if table:
+            from gliclass_pipelines.io.tables.delta import input_files as table_files
+
+            self.files, input_format = table_files(path), "parquet"
+        else:
+            self.files = input_files(path, input_format)
         self.format, self.text_column, self.id_column = input_format, text_column, id_column
         self.total_rows: int | None = None
         if input_format == "parquet":
             self._handles = open_parquet(self.files)
             self.schema = self._handles[0].schema_arrow
+            if table:
+                from gliclass_pipelines.io.tables.delta import plain_schema
+
+                self.schema = plain_schema(self.schema)
             self.total_rows = sum(h.metadata.num_rows for h in self._handles)
         else:
             self._init_text()
