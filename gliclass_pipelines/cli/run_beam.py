@@ -9,7 +9,7 @@ from typing import Any
 
 from gliclass_pipelines._common.checks import split_labels
 from gliclass_pipelines._common.redaction import shorten
-from gliclass_pipelines.cli.job import RunnerError, check_model_early, short_error
+from gliclass_pipelines.cli.failures import RunnerError, check_model_early, short_error
 from gliclass_pipelines.cli.summary import Summary, add_computed, stats_from_output, written_rows
 from gliclass_pipelines.core.outcomes import RunStats
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError

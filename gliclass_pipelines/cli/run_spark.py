@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gliclass_pipelines.cli.job import RunnerError, check_model_early, short_error
+from gliclass_pipelines.cli.failures import RunnerError, check_model_early, short_error
 from gliclass_pipelines.cli.summary import Summary, add_computed, stats_from_output, written_rows
 from gliclass_pipelines.errors import GLiClassPipelinesError
 from gliclass_pipelines.io.interrupts import signals_held
