@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from test_parity import SHAPE_VARIANTS, assert_same_scores, build_pair, scores_of
 
-from gliclass_pipelines import ConfigError
+from gliclass_pipelines import ClassifyConfig, ConfigError
 from gliclass_pipelines.core.per_text import augmented_text
 from gliclass_pipelines.testing.checkpoints import variant_id
 
@@ -104,3 +104,24 @@ def test_a_label_description_in_the_prompt_is_the_references(pair, rows):
     theirs = reference()(rows, LABELS, threshold=0.0, batch_size=1, prompt=described)
     assert_same_scores(mine, theirs)
     assert scores_of(mine[0]) != pytest.approx(scores_of(ours.classify(rows[:1], LABELS, threshold=0.0)[0]))
+
+
+def test_prompt_and_threshold_cells_of_an_engine_are_the_references(pair, rows):
+    """Engines pass a prompt and a threshold column: a null cell takes the job's, a bad cell fails only its
+    row (with its reason), and every other row scores as the reference scores it alone."""
+    ours, reference, _ = pair
+    config = ClassifyConfig(model=str(ours.source), labels=LABELS, threshold=0.0, output="scores")
+    texts = [*rows, rows[0]]
+    prompts = [PROMPTS[0], None, PROMPTS[2], 7]
+    thresholds = [0.0, float("nan"), 1.0, 0.5]
+    records, out = config.classify(texts, row_prompts=prompts, row_thresholds=thresholds, classifier=ours)
+    assert [o.kind for o in out.outcomes] == ["ok", "ok", "ok", "failed"]
+    assert out.outcomes[3].code == "invalid_option" and "prompt must be a str" in out.outcomes[3].reason
+    assert records[3] is None and out.stats.failed == 1
+    theirs = alone(reference, rows, prompt=PROMPTS, threshold=[0.0] * 3)
+    for record, result in zip(records[:3], theirs):
+        assert record == pytest.approx(scores_of(result), abs=1e-5)
+    labelled, _ = config.with_(output="labels").classify(
+        rows, row_thresholds=[None, 1.0, 0.0], classifier=ours
+    )
+    assert labelled[1] == [] and len(labelled[0]) == len(labelled[2]) == len(LABELS)

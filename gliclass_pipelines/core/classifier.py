@@ -190,6 +190,7 @@ class Classifier:
         examples: Any = None,
         per_row: bool | None = None,
         rac_examples: Any = None,
+        row_problems: Sequence[RowOutcome | None] | None = None,
     ) -> Output:
         """Like :meth:`classify`, and also each row's outcome, which texts were cut, and the run's counts.
 
@@ -198,6 +199,7 @@ class Classifier:
         own labels, and a row whose labels are null takes the shared `labels`. `threshold`, `prompt` and
         `examples` may also be given one per text, and `rac_examples` (retrieval-augmented examples) shared
         or one list per text, as the reference takes them (:mod:`gliclass_pipelines.core.per_text`).
+        `row_problems` marks rows the caller found unusable (an engine's bad cell): they fail so.
         """
         texts = with_rac_examples(list(texts), rac_examples)
         options = per_text_options(len(texts), threshold, prompt, examples)
@@ -211,7 +213,8 @@ class Classifier:
         if options is not None and not per_row:
             labels, per_row = [labels] * len(texts), True
         limit = max_chunk_chars()
-        problems = [text_problem(text) or chunk_problem(text, long_text, limit) for text in texts]
+        given = row_problems or [None] * len(texts)
+        problems = [p or text_problem(t) or chunk_problem(t, long_text, limit) for t, p in zip(texts, given)]
         options = options or [TextOptions(threshold, prompt, examples)] * len(texts)
         plans = self._plans(labels, per_row, problems, options)
         stats = RunStats()

@@ -17,6 +17,7 @@ from gliclass_pipelines._common.checks import DEFAULT_THRESHOLD, check_positive_
 from gliclass_pipelines._common.redaction import redact
 from gliclass_pipelines.core.encoding import LONG_TEXT_POLICIES
 from gliclass_pipelines.core.label_plan import refuse_per_text
+from gliclass_pipelines.core.per_text import row_options
 from gliclass_pipelines.core.results import check_output, needs_all_labels, shape
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.model.int8 import check_precision
@@ -130,27 +131,38 @@ class ClassifyConfig:
         row_labels: Sequence[Any] | None = None,
         engine_device: str | None = None,
         classifier: Any = None,
+        *,
+        row_prompts: Sequence[Any] | None = None,
+        row_thresholds: Sequence[Any] | None = None,
     ) -> tuple[list[Any], Any]:
         """Shaped records for `texts`, and the classifier's Output (row outcomes, RunStats).
 
         `row_labels` gives each row its own labels; a row whose labels are null takes the job's shared
-        labels (the engine's rule). `classifier` is an already loaded model (Beam hands one in); by
+        labels (the engine's rule). `row_prompts` and `row_thresholds` give each row its own task prompt
+        and threshold (the reference's per-text ``prompt`` and ``threshold``); a null cell takes the job's,
+        and an unusable one fails its row. `classifier` is an already loaded model (Beam hands one in); by
         default the registry's. Failed rows are not logged here: the adapter that knows their position
         or id logs them once.
         """
         rows = self._rows(texts, row_labels)
+        options = dict(self.options, threshold=self.threshold)
+        problems = None
+        if row_prompts is not None or row_thresholds is not None:
+            each = row_options(len(texts), row_prompts, row_thresholds, options.get("prompt"), self.threshold)
+            options.update(prompt=each.prompt, threshold=each.threshold)
+            problems = each.problems
         if classifier is None:
             classifier = self.classifier(engine_device)
         out = classifier.run(
             texts,
             self.labels,
             row_labels=rows,
-            threshold=self.threshold,
             multi_label=self.multi_label,
             return_all=needs_all_labels(self.output),
             long_text=self.long_text,
             batch_tokens=self.batch_tokens,
-            **self.options,
+            row_problems=problems,
+            **options,
         )
         return shape(out.results, self.output), out
 

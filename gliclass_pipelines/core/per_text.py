@@ -15,7 +15,9 @@ from typing import Any, NamedTuple
 
 from gliclass_pipelines._common.checks import check_threshold
 from gliclass_pipelines._common.redaction import shorten
+from gliclass_pipelines.core.outcomes import RowOutcome, is_missing
 from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.taxonomy.rules import check_prompt
 
 RAC_KEYS = ("text", "true_labels", "all_labels")
 
@@ -103,3 +105,30 @@ def with_rac_examples(texts: list[Any], rac_examples: Any) -> list[Any]:
         augmented_text(text, examples or ()) if isinstance(text, str) else text
         for text, examples in zip(texts, each)
     ]
+
+
+class RowOptions(NamedTuple):
+    """An engine's per-row prompts and thresholds as Classifier.run takes them, and each row's problem."""
+
+    prompt: list[str | None]
+    threshold: list[float]
+    problems: list[RowOutcome | None]
+
+
+def row_options(
+    rows: int, prompts: Sequence[Any] | None, thresholds: Sequence[Any] | None, prompt: Any, threshold: float
+) -> RowOptions:
+    """Per-row prompt and threshold cells from a column or field: a null cell takes the job's `prompt` or
+    `threshold`; an unusable cell fails its row (its reason in ``problems``), never the batch."""
+    prompts = [None] * rows if prompts is None else _one_each(list(prompts), rows, "row prompts")
+    thresholds = [None] * rows if thresholds is None else _one_each(list(thresholds), rows, "row thresholds")
+    out = RowOptions([prompt] * rows, [threshold] * rows, [None] * rows)
+    for i, (cell_prompt, cell_threshold) in enumerate(zip(prompts, thresholds)):
+        try:
+            if not is_missing(cell_prompt):
+                out.prompt[i] = check_prompt(cell_prompt)
+            if not is_missing(cell_threshold):
+                out.threshold[i] = check_threshold(cell_threshold)
+        except ConfigError as exc:
+            out.problems[i] = RowOutcome.failed(f"invalid row option: {exc}", "invalid_option")
+    return out
