@@ -133,10 +133,11 @@ def test_udf_closure_holds_only_the_config(spark, model):
     config = ClassifyConfig.from_settings(model, LABELS)
     function = _pandas_udf(config).func
     cells = [c.cell_contents for c in function.__closure__]
-    assert {type(c) for c in cells} == {ClassifyConfig, type(None)}  # the config, and no stats
+    assert {type(c) for c in cells} == {ClassifyConfig, type(None), tuple}  # the config, no stats, cells
     payload = cloudpickle.dumps(function)
     assert len(payload) < 20_000
-    assert pickle.loads(payload).__closure__[0].cell_contents == config
+    loaded = [c.cell_contents for c in pickle.loads(payload).__closure__]
+    assert [c for c in loaded if isinstance(c, ClassifyConfig)] == [config]
 
 
 def test_classify_dataframe_checks_columns(spark, model):
@@ -260,6 +261,35 @@ def test_per_row_labels(spark, model, classifier, debian_texts):
             else:
                 want = expected(classifier, [text], output, labels=labels, threshold=0.3)[0]
                 assert_same(got[i], want, output, f"row {i}")
+
+
+def test_prompt_and_threshold_columns(spark, model, classifier, debian_texts):
+    """Each row's own prompt and threshold (the reference's per-text options): a null cell takes the job's,
+    a bad cell fails only its row, and every other row equals the core run on the same cells."""
+    from gliclass_pipelines import ConfigError
+    from gliclass_pipelines.core.config import ClassifyConfig
+    from gliclass_pipelines.spark.udf import classify_dataframe
+
+    prompts = ["Which software topic is this?", None, "Classify the package:", "Is it a game?"]
+    thresholds = [0.0, None, 1.0, 0.3, 2.0]
+    rows = [(i, debian_texts[i], prompts[i % 4], thresholds[i % 5]) for i in range(20)]
+    df = spark.createDataFrame(rows, "id long, text string, prompt string, cut double").repartition(3)
+    out = classify_dataframe(
+        df, "text", model=model, labels=LABELS, prompt_col="prompt", threshold_col="cut", threshold=0.2
+    )
+    got = dict(out.select("id", "gliclass").collect())
+    config = ClassifyConfig(model=model, labels=LABELS, threshold=0.2)
+    ids, texts, row_prompts, cuts = zip(*rows)
+    want, run = config.classify(texts, row_prompts=row_prompts, row_thresholds=cuts, classifier=classifier)
+    assert [o.code for o in run.outcomes].count("invalid_option") == 4
+    for i in ids:
+        assert (got[i] is None) == (thresholds[i % 5] == 2.0), i
+        if got[i] is not None:
+            assert_same(got[i], want[i], "labels", f"row {i}")
+    shared, _ = config.classify(texts, classifier=classifier)
+    assert plain(want[0], "labels") != plain(shared[0], "labels")  # the row's own prompt and threshold changed its result
+    with pytest.raises(ConfigError, match="threshold_col 'prompt' must be"):
+        classify_dataframe(df, "text", model=model, labels=LABELS, threshold_col="prompt")
 
 
 def test_classify_dataframe(spark, model, classifier, debian_texts):

@@ -59,10 +59,15 @@ def gliclass_udf(
     labels: Any = None,
     labels_col: str | Column | None = None,
     stats: Any = None,
+    prompt_col: str | Column | None = None,
+    threshold_col: str | Column | None = None,
     **settings: Any,
 ) -> Column:
     """A Column classifying `text_col` against `labels` (shared) or per-row `labels_col`: array<string>,
     or a map of groups to labels (``map<string,array<string>>``, nesting allowed), one hierarchy per row.
+    `prompt_col` (string) and `threshold_col` (a number) give each row its own task prompt and threshold, as
+    the reference's per-text ``prompt`` and ``threshold``; a null cell takes the job's, a bad one fails
+    its row.
 
     ``settings`` are :class:`~gliclass_pipelines.core.config.ClassifyConfig`'s (threshold, multi_label,
     output, device, dtype, long_text, batch_tokens, max_length, num_threads) and Classifier.run options.
@@ -72,7 +77,8 @@ def gliclass_udf(
     ``stats``: an accumulator from :func:`stats_accumulator`.
     """
     config = _config(model, labels, labels_col, settings)
-    return gliclass_udf_from_config(config, text_col, labels_col, stats=stats)
+    udf = GLiClassUDF(config, stats=stats)
+    return udf(text_col, labels_col, prompt_col=prompt_col, threshold_col=threshold_col)
 
 
 def gliclass_udf_from_config(
@@ -81,12 +87,16 @@ def gliclass_udf_from_config(
     labels_col: str | Column | None = None,
     *,
     stats: Any = None,
+    prompt_col: str | Column | None = None,
+    threshold_col: str | Column | None = None,
 ) -> Column:
-    """The Column for an existing ClassifyConfig (per-row labels come from `labels_col`).
+    """The Column for an existing ClassifyConfig (per-row labels come from `labels_col`, per-row prompts
+    and thresholds from `prompt_col` and `threshold_col`).
 
     `stats`: an accumulator from :func:`stats_accumulator`; each task adds its RunStats to it.
     """
-    return GLiClassUDF(config, stats=stats)(text_col, labels_col)
+    udf = GLiClassUDF(config, stats=stats)
+    return udf(text_col, labels_col, prompt_col=prompt_col, threshold_col=threshold_col)
 
 
 class GLiClassUDF:
@@ -100,8 +110,8 @@ class GLiClassUDF:
     """
 
     def __init__(self, config: ClassifyConfig, *, stats: Any = None) -> None:
-        self.config = config
-        self.function = _pandas_udf(config, stats).asNondeterministic()
+        self.config, self.stats = config, stats
+        self.function = _pandas_udf(config, stats)
 
     @classmethod
     def from_settings(
@@ -116,15 +126,23 @@ class GLiClassUDF:
         """The job's provenance fingerprint (ClassifyConfig.fingerprint), for a user's job to write."""
         return self.config.fingerprint()
 
-    def __call__(self, text_col: str | Column, labels_col: str | Column | None = None) -> Column:
+    def __call__(
+        self,
+        text_col: str | Column,
+        labels_col: str | Column | None = None,
+        *,
+        prompt_col: str | Column | None = None,
+        threshold_col: str | Column | None = None,
+    ) -> Column:
         if self.config.per_row_labels != (labels_col is not None):
             raise ConfigError(
                 "a per-row labels config needs labels_col, and a shared-labels config must not get one"
             )
-        columns = [_column(text_col, "text_col")]
-        if labels_col is not None:
-            columns.append(_column(labels_col, "labels_col"))
-        result = self.function(*columns)
+        given = {"labels": labels_col, "prompt": prompt_col, "threshold": threshold_col}
+        cells = tuple(name for name, col in given.items() if col is not None)
+        columns = [_column(text_col, "text_col")] + [_column(given[n], f"{n}_col") for n in cells]
+        function = self.function if cells == ("labels",) * self.config.per_row_labels else None
+        result = (function or _pandas_udf(self.config, self.stats, cells))(*columns)
         if self.config.output == "top":
             result = F.get(result, 0)  # the UDF returns [top] or null: a null struct needs an array around it
         return result.alias("gliclass")
@@ -168,18 +186,28 @@ def classify_dataframe(
     output_col: str = "gliclass",
     labels_col: str | None = None,
     stats: Any = None,
+    prompt_col: str | None = None,
+    threshold_col: str | None = None,
     **settings: Any,
 ) -> DataFrame:
     """`df` with a column `output_col` of results, for `config` or the keyword settings of
     :func:`gliclass_udf` (``model=``, ``labels=``...), not both."""
     _check_column_type(df, text_col, StringType(), "text_col")
-    if labels_col is not None:
-        _check_column_type(df, labels_col, LABELS_COLUMN_TYPES, "labels_col")
+    for col, types, what in (
+        (labels_col, LABELS_COLUMN_TYPES, "labels_col"),
+        (prompt_col, StringType(), "prompt_col"),
+        (threshold_col, THRESHOLD_COLUMN_TYPES, "threshold_col"),
+    ):
+        if col is not None:
+            _check_column_type(df, col, types, what)
     if config is None:
         config = _config(settings.pop("model", None), settings.pop("labels", None), labels_col, settings)
     elif settings:
         raise ConfigError(f"give a config or settings, not both (got {', '.join(sorted(settings))})")
-    return df.withColumn(output_col, gliclass_udf_from_config(config, text_col, labels_col, stats=stats))
+    column = gliclass_udf_from_config(
+        config, text_col, labels_col, stats=stats, prompt_col=prompt_col, threshold_col=threshold_col
+    )
+    return df.withColumn(output_col, column)
 
 
 def stats_accumulator(spark: Any) -> Any:
@@ -233,23 +261,25 @@ def _check_column_type(df: DataFrame, name: Any, expected: Any, what: str) -> No
 
 # per-row labels: a list of labels, or the row's hierarchy (a map of groups: gliclass's dict per text)
 LABELS_COLUMN_TYPES = ("array<string>", "map<string,", "array<map<string,")
+THRESHOLD_COLUMN_TYPES = ("double", "float", "tinyint", "smallint", "int", "bigint")  # a decimal: cast it
 
 
-def _pandas_udf(config: ClassifyConfig, stats: Any = None) -> Any:
-    """The pandas UDF. Its closure holds only `config` and `stats` (None or an accumulator)."""
+def _pandas_udf(config: ClassifyConfig, stats: Any = None, cells: tuple[str, ...] | None = None) -> Any:
+    """The pandas UDF over the text column and the `cells` columns (by default the labels column of a
+    per-row labels config), of "labels", "prompt" and "threshold". Its closure holds only `config`,
+    `stats` (None or an accumulator) and `cells`."""
     ddl = SPARK_DDL["labels"] if config.output == "top" else SPARK_DDL[config.output]
+    cells = ("labels",) * config.per_row_labels if cells is None else cells
 
-    if config.per_row_labels:
+    def gliclass(batches):  # type: ignore[no-untyped-def]  (Spark reads the hints set below)
+        columns = ((batch, ()) if not cells else (batch[0], batch[1:]) for batch in batches)
+        yield from classify_batches(
+            config, ((texts, dict(zip(cells, rest))) for texts, rest in columns), stats
+        )
 
-        def gliclass(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
-            yield from classify_batches(config, batches, stats)
-
-    else:
-
-        def gliclass(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
-            yield from classify_batches(config, ((texts, None) for texts in batches), stats)
-
-    return F.pandas_udf(gliclass, ddl)
+    batch = pd.Series if not cells else tuple[(pd.Series,) * (1 + len(cells))]
+    gliclass.__annotations__ = {"batches": Iterator[batch], "return": Iterator[pd.Series]}
+    return F.pandas_udf(gliclass, ddl).asNondeterministic()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -318,21 +348,28 @@ def task_model(config: ClassifyConfig) -> TaskModel:
 
 def classify_batches(
     config: ClassifyConfig,
-    batches: Iterator[tuple[pd.Series, pd.Series | None]],
+    batches: Iterator[tuple[pd.Series, dict[str, pd.Series]]],
     stats: Any = None,
 ) -> Iterator[pd.Series]:
-    """Classify each Arrow batch of one task into a Series of records, in the batch's row order.
+    """Classify each Arrow batch of one task (its texts, and its per-row "labels", "prompt" and "threshold"
+    columns by name) into a Series of records, in the batch's row order.
 
     The task's RunStats are logged and, with a `stats` accumulator, added to it once the task ends.
     """
     found = None
     total = RunStats()
-    for texts, row_labels in batches:
+    for texts, cells in batches:
         found = found or task_model(config)
         rows = texts.tolist()
         identity = row_identity(rows)
-        labels = None if row_labels is None else row_labels.tolist()
-        records, out = found.config.classify(rows, labels, classifier=found.classifier)
+        given = {name: column.tolist() for name, column in cells.items()}
+        records, out = found.config.classify(
+            rows,
+            given.get("labels"),
+            classifier=found.classifier,
+            row_prompts=given.get("prompt"),
+            row_thresholds=given.get("threshold"),
+        )
         log_failed(out.outcomes, offset=total.rows)
         total.add(out.stats)
         series = _series(records, config.output)
