@@ -25,7 +25,7 @@ def probe_column(text_col: str, **settings: Any) -> Any:
 
     def probe(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:  # struct: yields DataFrames
         from gliclass_pipelines.model.sources import load_count
-        from gliclass_pipelines.spark.udf import task_model
+        from gliclass_pipelines.spark.tasks import task_model
 
         found = None
         for texts in batches:

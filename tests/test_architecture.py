@@ -39,7 +39,7 @@ SDK_DEBT = {
     "gliclass_pipelines.cli.run_beam",
     "gliclass_pipelines.mlflow_flavor",
 }
-LENGTH_DEBT = {"gliclass_pipelines.cli.args.job_from_args", "gliclass_pipelines.cli.run_beam.run"}
+LENGTH_DEBT: set[str] = set()  # functions allowed over the length limit: none left
 ENGINE_SDKS = {"pyspark": "spark", "apache_beam": "beam", "ray": "ray_data", "mlflow": "mlflow_flavor"}
 
 

@@ -177,6 +177,52 @@ def test_local_runner_per_row_labels(rows, tiny_checkpoint, tmp_path):
             assert sorted(x["label"] for x in row["gliclass"]) == sorted(row["candidates"])
 
 
+PROMPT_CELLS = ["Which software topic is this?", None, "Classify the package:"]
+THRESHOLD_CELLS = [0.0, None, 0.9, 0.2]
+BAD_CELL_ROW = 5
+
+
+@pytest.mark.parametrize("runner", ["local", pytest.param("spark", marks=pytest.mark.spark)])
+def test_prompt_and_threshold_columns(runner, rows, tiny_checkpoint, tmp_path, request):
+    """--prompt-column and --threshold-column: each row's own prompt and threshold; a null cell takes the
+    job's, a bad cell fails only its row, and the results equal the core's on the same cells."""
+    from gliclass_pipelines.core.classifier import Classifier
+    from gliclass_pipelines.core.config import ClassifyConfig
+
+    if runner == "spark":
+        request.getfixturevalue("spark")
+    cells = [
+        {**r, "prompt": PROMPT_CELLS[i % 3], "cut": 2.0 if i == BAD_CELL_ROW else THRESHOLD_CELLS[i % 4]}
+        for i, r in enumerate(rows[:12])
+    ]
+    source = tmp_path / "rows.parquet"
+    pq.write_table(pa.Table.from_pylist(cells), source)
+    extra = (
+        "--prompt-column",
+        "prompt",
+        "--threshold-column",
+        "cut",
+        "--threshold",
+        "0.3",
+        "--runner",
+        runner,
+    )
+    assert cli.main(classify_args(source, tmp_path / "out", tiny_checkpoint, *extra)) == 0
+    got = {row["id"]: row["gliclass"] for row in read_output(tmp_path / "out")}
+    config = ClassifyConfig(model=str(tiny_checkpoint), labels=LABELS, threshold=0.3)
+    texts, prompts, cuts = ([c[key] for c in cells] for key in ("text", "prompt", "cut"))
+    want, out = config.classify(
+        texts, row_prompts=prompts, row_thresholds=cuts, classifier=Classifier.load(tiny_checkpoint)
+    )
+    assert got.keys() == {c["id"] for c in cells}
+    for cell, record in zip(cells, want):
+        assert as_scores(got[cell["id"]]) == pytest.approx(as_scores(record), abs=1e-4), cell["id"]
+    assert got[cells[BAD_CELL_ROW]["id"]] is None and out.outcomes[BAD_CELL_ROW].code == "invalid_option"
+    success = json.loads((tmp_path / "out" / cli.SUCCESS).read_text())
+    assert (success["failed"], success["null_inputs"]) == (1, 2)
+    assert want[0] != config.classify(texts[:1], classifier=Classifier.load(tiny_checkpoint))[0][0]
+
+
 def test_local_runner_reads_a_map_labels_column_as_each_rows_hierarchy(
     rows, tiny_checkpoint, tmp_path, capsys
 ):
@@ -265,6 +311,8 @@ def test_mode_overwrite_replaces_the_output(done, inputs, tiny_checkpoint):
         ({"--input": "/no/such/file.jsonl"}, "does not exist"),
         ({"--input": "data.txt"}, "cannot tell the format"),
         ({"--spark-conf": "no-equals-sign"}, "KEY=VALUE"),
+        ({"--threshold-column": "text"}, "--threshold-column 'text' holds string, not numbers"),
+        ({"--prompt-column": "nope"}, "--prompt-column 'nope' is not a column"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(change, message, inputs, tiny_checkpoint, tmp_path, capsys):

@@ -169,7 +169,7 @@ def test_batch_results_are_checked_against_their_rows():
 
     from gliclass_pipelines import GLiClassPipelinesError
     from gliclass_pipelines.core.outcomes import RowOutcome
-    from gliclass_pipelines.spark.udf import check_rows, row_identity
+    from gliclass_pipelines.spark.tasks import check_rows, row_identity
 
     texts = ["a text", None, "another"]
     identity = row_identity(texts)
@@ -191,7 +191,7 @@ def test_batch_results_are_checked_against_their_rows():
 def test_engine_device_uses_the_assigned_gpu_only_when_cuda_can(monkeypatch):
     import torch
 
-    from gliclass_pipelines.spark.udf import engine_device
+    from gliclass_pipelines.spark.tasks import engine_device
 
     assert engine_device(None) is None
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -287,7 +287,7 @@ def test_prompt_and_threshold_columns(spark, model, classifier, debian_texts):
         if got[i] is not None:
             assert_same(got[i], want[i], "labels", f"row {i}")
     shared, _ = config.classify(texts, classifier=classifier)
-    assert plain(want[0], "labels") != plain(shared[0], "labels")  # the row's own prompt and threshold changed its result
+    assert plain(want[0], "labels") != plain(shared[0], "labels")  # its own prompt changed it
     with pytest.raises(ConfigError, match="threshold_col 'prompt' must be"):
         classify_dataframe(df, "text", model=model, labels=LABELS, threshold_col="prompt")
 

@@ -117,6 +117,23 @@ def test_incremental_classifies_only_new_and_changed_rows(tmp_path, tiny_checkpo
     assert third["rows"] == 0 and third["incremental"]["skipped"] == len(day2)
 
 
+def test_incremental_classifies_again_a_row_whose_prompt_or_threshold_changed(
+    tmp_path, tiny_checkpoint, day1
+):
+    state = ["--incremental", "--state", str(tmp_path / "state")]
+    columns = ["--prompt-column", "prompt", "--threshold-column", "cut"]
+    schema = pa.schema(
+        [("id", pa.int64()), ("text", pa.string()), ("prompt", pa.string()), ("cut", pa.float64())]
+    )
+    rows = [{**r, "prompt": None, "cut": None} for r in day1]
+    for day in (1, 2):
+        pq.write_table(pa.Table.from_pylist(rows, schema), tmp_path / f"d{day}.parquet")
+        done = classify(tmp_path, tiny_checkpoint, tmp_path / f"d{day}.parquet", f"o{day}", *state, *columns)
+        rows[3]["prompt"], rows[4]["cut"] = "Which topic is this?", 0.9
+    assert done["incremental"] == {"skipped": N - 2, "new": 0, "changed": 2, "deleted": 0}
+    assert sorted(pq.read_table(tmp_path / "o2").column("id").to_pylist()) == [3, 4]
+
+
 def test_incremental_refuses_a_changed_fingerprint_unless_full(tmp_path, tiny_checkpoint, day1, capsys):
     source = write_jsonl(tmp_path / "d1.jsonl", day1)
     state = ["--incremental", "--state", str(tmp_path / "state")]

@@ -85,6 +85,12 @@ def _add_classification(p: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--labels-column", help="a column of per-row labels (a list, or 'a,b,c' text)")
     group.add_argument(
+        "--prompt-column", help="a text column of per-row task prompts (a null row takes the shared prompt)"
+    )
+    group.add_argument(
+        "--threshold-column", help="a number column of per-row thresholds (a null row takes --threshold)"
+    )
+    group.add_argument(
         "--threshold",
         type=float,
         default=DEFAULT_THRESHOLD,
@@ -228,7 +234,6 @@ def _add_make_test_model(p: argparse.ArgumentParser) -> None:
 
 def job_from_args(args: argparse.Namespace) -> Job:
     """Check everything that can be checked before a model loads or a runner starts."""
-    from gliclass_pipelines.core.config import ClassifyConfig
 
     source = Path(args.input).expanduser()
     if not source.exists():
@@ -239,21 +244,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
         raise ConfigError("give --labels (a file or 'a,b,c') or --labels-column")
     check_positive_int(args.chunk_rows, "--chunk-rows", optional=False)
     check_positive_int(args.rows_per_file, "--rows-per-file", optional=False)
-    config = ClassifyConfig(
-        model=args.model,
-        labels=None if args.labels is None else parse_labels(args.labels),
-        per_row_labels=args.labels_column is not None,
-        threshold=args.threshold,
-        multi_label=args.multi_label,
-        output=args.output_kind,
-        device=args.device,
-        dtype=args.dtype,
-        long_text=args.long_text,
-        batch_tokens=args.batch_tokens,
-        max_length=args.max_length,
-        num_threads=args.num_threads,
-        precision=args.precision,
-    )
+    config = config_from_args(args)
     places = protected_places(source, args)
     output = check_output_place(Path(args.output), places)
     if source.resolve() in output.parents:
@@ -261,12 +252,6 @@ def job_from_args(args: argparse.Namespace) -> Job:
     state = check_tables(args, output, places)
     if input_format == "delta" and args.runner != "local":
         raise ConfigError("a Delta table as --input is read by --runner local for now")
-    options = {
-        "spark_master": args.spark_master,
-        "spark_conf": parse_pairs(args.spark_conf, "--spark-conf"),
-        "beam_runner": args.beam_runner,
-        "beam_options": parse_pairs(args.beam_option, "--beam-option"),
-    }
     job = Job(
         input=source.resolve(),
         input_format=input_format,
@@ -274,6 +259,8 @@ def job_from_args(args: argparse.Namespace) -> Job:
         text_column=args.text_column,
         id_column=args.id_column,
         labels_column=args.labels_column,
+        prompt_column=args.prompt_column,
+        threshold_column=args.threshold_column,
         result_column=args.result_column,
         mode=args.mode,
         runner=args.runner,
@@ -283,7 +270,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
         rows_per_file=args.rows_per_file,
         progress=args.progress,
         log_every=args.log_every,
-        runner_options=options,
+        runner_options=runner_options(args),
         provenance_column=args.provenance_column,
         output_format=args.output_format,
         overwrite_table=None if args.overwrite_table is None else Path(args.overwrite_table),
@@ -298,6 +285,36 @@ def job_from_args(args: argparse.Namespace) -> Job:
 
         job = replace(job, previous=load_state(state, config.fingerprint(), args.full))
     return job
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The job's ClassifyConfig from the classification flags."""
+    from gliclass_pipelines.core.config import ClassifyConfig
+
+    return ClassifyConfig(
+        model=args.model,
+        labels=None if args.labels is None else parse_labels(args.labels),
+        per_row_labels=args.labels_column is not None,
+        threshold=args.threshold,
+        multi_label=args.multi_label,
+        output=args.output_kind,
+        device=args.device,
+        dtype=args.dtype,
+        long_text=args.long_text,
+        batch_tokens=args.batch_tokens,
+        max_length=args.max_length,
+        num_threads=args.num_threads,
+        precision=args.precision,
+    )
+
+
+def runner_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "spark_master": args.spark_master,
+        "spark_conf": parse_pairs(args.spark_conf, "--spark-conf"),
+        "beam_runner": args.beam_runner,
+        "beam_options": parse_pairs(args.beam_option, "--beam-option"),
+    }
 
 
 def protected_places(source: Path, args: argparse.Namespace) -> list[tuple[str, Path]]:

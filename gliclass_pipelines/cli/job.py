@@ -45,6 +45,8 @@ class Job:
     output_format: str = "parquet"
     overwrite_table: Path | None = None
     state: Path | None = None  # --incremental: the state folder
+    prompt_column: str | None = None
+    threshold_column: str | None = None
     previous: Any = field(default=None, compare=False, repr=False)  # the loaded incremental.State
 
     @property

@@ -45,21 +45,8 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
     flags = [f"--runner={runner}"] + [f"--{k}={v}" for k, v in options.items()]
     shape = _BeamRow(schema, job.result_column, job.output_kind, job.id_column)
     pipeline = beam.Pipeline(options=PipelineOptions(flags))
-    files = pipeline | "Files" >> beam.Create([str(f) for f in input_files(job.input, job.input_format)])
-    if job.input_format == "jsonl":
-        rows = (
-            files
-            | "Read" >> beam.io.ReadAllFromText()
-            | "NonBlank" >> beam.FlatMap(_NonBlank())
-            | "Parse" >> beam.Map(parse_line, job.id_column)
-        )
-    else:
-        rows = files | "Read" >> beam.io.ReadAllFromParquet()
-    labels_field = job.labels_column
-    if labels_field is not None:
-        rows = rows | "SplitLabels" >> beam.Map(_split_labels, labels_field)
-    classified = rows | "Classify" >> ClassifyText.from_config(
-        job.config, text_field=job.text_column, labels_field=labels_field
+    classified = read_rows(pipeline, job) | "Classify" >> ClassifyText.from_config(
+        job.config, text_field=job.text_column, labels_field=job.labels_column
     )
     ok = classified.results | "Results" >> beam.Map(lambda r: shape(r.example, r.inference))
     dead = classified.dead_letters | "DeadLetters" >> beam.Map(lambda d: shape(d["element"], None))
@@ -71,6 +58,36 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
             str(temp / "part"), out_schema, file_name_suffix=".parquet", use_compliant_nested_type=True
         )
     )
+    result = run_pipeline(pipeline, options)
+    counts = {name: beam_counter(result, name) for name in ("rows", "null_inputs", "failed", "truncated")}
+    if None in counts.values():  # a runner without metrics
+        stats_from_output(job, temp, summary)
+        summary.truncated = counts["truncated"]
+        return
+    add_computed(summary, RunStats(**counts), written_rows(temp))
+
+
+def read_rows(pipeline: Any, job: Any) -> Any:
+    """The input's rows as dicts (each row's labels split when they are 'a,b,c' text)."""
+    import apache_beam as beam
+
+    files = pipeline | "Files" >> beam.Create([str(f) for f in input_files(job.input, job.input_format)])
+    if job.input_format == "jsonl":
+        rows = (
+            files
+            | "Read" >> beam.io.ReadAllFromText()
+            | "NonBlank" >> beam.FlatMap(_NonBlank())
+            | "Parse" >> beam.Map(parse_line, job.id_column)
+        )
+    else:
+        rows = files | "Read" >> beam.io.ReadAllFromParquet()
+    if job.labels_column is not None:
+        rows = rows | "SplitLabels" >> beam.Map(_split_labels, job.labels_column)
+    return rows
+
+
+def run_pipeline(pipeline: Any, options: dict[str, Any]) -> Any:
+    """Run the pipeline to its end; a failure is a RunnerError saying what to do."""
     try:
         result = pipeline.run()
         result.wait_until_finish()
@@ -84,12 +101,7 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
                 "longer with --beam-option job_server_timeout=SECONDS"
             ) from exc
         raise RunnerError(f"Beam failed: {short_error(exc)}") from exc
-    counts = {name: beam_counter(result, name) for name in ("rows", "null_inputs", "failed", "truncated")}
-    if None in counts.values():  # a runner without metrics
-        stats_from_output(job, temp, summary)
-        summary.truncated = counts["truncated"]
-        return
-    add_computed(summary, RunStats(**counts), written_rows(temp))
+    return result
 
 
 class _BeamRow:

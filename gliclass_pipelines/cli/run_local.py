@@ -33,7 +33,8 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
     prov = summary.provenance
     out_schema = with_provenance(schema.append(result_field), prov, job.provenance_column)
     if job.incremental:
-        summary.tracker = Tracker(job.previous, job.id_column, job.text_column, job.labels_column)
+        columns = (job.labels_column, job.prompt_column, job.threshold_column)
+        summary.tracker = Tracker(job.previous, job.id_column, job.text_column, *columns)
     total = job.source.total_rows
     with (
         PartWriter(temp, out_schema, job.rows_per_file) as writer,
@@ -70,13 +71,13 @@ def classify_chunk(job: Any, chunk: Chunk, classifier: Any, summary: Summary, re
     lost = {i for i, problem in chunk.problems.items() if problem.loses(job.text_column)}
     keep = [i for i in range(table.num_rows) if i not in lost]
     texts = table.column(job.text_column).to_pylist()
-    labels = _row_labels(job, table)
+    cells = _row_cells(job, table)
     records: list[Any] = [None] * table.num_rows
     outcomes = [RowOutcome.ok()] * table.num_rows
     stats = RunStats()
     if keep:
-        some_labels = None if labels is None else [labels[i] for i in keep]
-        shaped, out = job.config.classify([texts[i] for i in keep], some_labels, classifier=classifier)
+        kept = {name: None if cell is None else [cell[i] for i in keep] for name, cell in cells.items()}
+        shaped, out = job.config.classify([texts[i] for i in keep], **kept, classifier=classifier)
         for j, i in enumerate(keep):
             records[i], outcomes[i] = shaped[j], out.outcomes[j]
         stats.add(out.stats)
@@ -96,8 +97,12 @@ def _log_problems(chunk: Chunk, seen: int, lost: set[int]) -> None:
         logger.warning("%s; %s", problem, effect)
 
 
-def _row_labels(job: Any, table: Any) -> list[Any] | None:
-    if job.labels_column is None:
-        return None
-    values = labels_from_arrow(table.column(job.labels_column))
-    return [split_labels(v) if isinstance(v, str) else v for v in values]
+def _row_cells(job: Any, table: Any) -> dict[str, list[Any] | None]:
+    """The chunk's per-row labels, prompts and thresholds, by ClassifyConfig.classify's names."""
+    labels = None
+    if job.labels_column is not None:
+        values = labels_from_arrow(table.column(job.labels_column))
+        labels = [split_labels(v) if isinstance(v, str) else v for v in values]
+    columns = {"row_prompts": job.prompt_column, "row_thresholds": job.threshold_column}
+    cells = {key: None if name is None else table.column(name).to_pylist() for key, name in columns.items()}
+    return {"row_labels": labels, **cells}

@@ -54,7 +54,14 @@ def _classify_into(spark: Any, job: Any, temp: Path) -> Any:
         df, labels_col = spark_labels_column(df, job.labels_column)
     stats = _accumulator(spark)
     out = classify_dataframe(
-        df, job.text_column, job.config, output_col=job.result_column, labels_col=labels_col, stats=stats
+        df,
+        job.text_column,
+        job.config,
+        output_col=job.result_column,
+        labels_col=labels_col,
+        stats=stats,
+        prompt_col=job.prompt_column,
+        threshold_col=job.threshold_column,
     )
     if labels_col != job.labels_column and labels_col is not None:
         out = out.drop(labels_col)

@@ -78,13 +78,17 @@ def _key(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
-def row_keys(table: Any, id_column: str, text_column: str, labels_column: str | None) -> tuple[Any, Any]:
-    """Each row's id key, and its key of id, text and labels (uint64 arrays)."""
+def row_keys(
+    table: Any, id_column: str, text_column: str, labels_column: str | None, *options: str | None
+) -> tuple[Any, Any]:
+    """Each row's id key, and its key of id, text, labels and the per-row `options` columns (its prompt
+    and threshold), as uint64 arrays. A row whose prompt or threshold changed is classified again."""
     import numpy as np
 
     ids = table.column(id_column).to_pylist()
     texts = table.column(text_column).to_pylist()
     labels = table.column(labels_column).to_pylist() if labels_column else [None] * len(ids)
+    extra = [table.column(name).to_pylist() for name in options if name is not None]
     id_bytes = [repr(i).encode("utf-8", "surrogateescape") for i in ids]
     id_keys = np.fromiter((_key(b) for b in id_bytes), np.uint64, len(ids))
     rows = (
@@ -94,8 +98,9 @@ def row_keys(table: Any, id_column: str, text_column: str, labels_column: str | 
             + repr(t).encode("utf-8", "surrogateescape")
             + b"\0"
             + repr(lab).encode("utf-8", "replace")
+            + b"".join(b"\0" + repr(cell).encode("utf-8", "surrogateescape") for cell in cells)
         )
-        for b, t, lab in zip(id_bytes, texts, labels, strict=True)
+        for b, t, lab, *cells in zip(id_bytes, texts, labels, *extra, strict=True)
     )
     return id_keys, np.fromiter(rows, np.uint64, len(ids))
 
@@ -117,6 +122,8 @@ class Tracker:
     id_column: str
     text_column: str
     labels_column: str | None = None
+    prompt_column: str | None = None
+    threshold_column: str | None = None
     counts: dict[str, int] = field(default_factory=lambda: dict(skipped=0, new=0, changed=0, deleted=0))
     _ids: list[Any] = field(default_factory=list)
     _rows: list[Any] = field(default_factory=list)
@@ -126,7 +133,8 @@ class Tracker:
         import numpy as np
         import pyarrow as pa
 
-        id_keys, keys = row_keys(chunk.table, self.id_column, self.text_column, self.labels_column)
+        columns = (self.labels_column, self.prompt_column, self.threshold_column)
+        id_keys, keys = row_keys(chunk.table, self.id_column, self.text_column, *columns)
         skip = _contains(self.previous.row_keys, keys)
         known = _contains(self.previous.id_keys, id_keys)
         self.counts["skipped"] += int(skip.sum())

@@ -118,6 +118,8 @@ def check_columns(job: Any, schema: Any) -> None:
         ("--text-column", job.text_column),
         ("--id-column", job.id_column),
         ("--labels-column", job.labels_column),
+        ("--prompt-column", job.prompt_column),
+        ("--threshold-column", job.threshold_column),
     ):
         if column is not None and column not in names:
             raise ConfigError(
@@ -130,6 +132,19 @@ def check_columns(job: Any, schema: Any) -> None:
     text_type = schema.field(job.text_column).type
     if not is_text_type(text_type):
         raise ConfigError(f"--text-column {job.text_column!r} holds {text_type}, not text")
+    if job.prompt_column is not None and not is_text_type(schema.field(job.prompt_column).type):
+        kind = schema.field(job.prompt_column).type
+        raise ConfigError(f"--prompt-column {job.prompt_column!r} holds {kind}, not text")
+    if job.threshold_column is not None and not is_number_type(schema.field(job.threshold_column).type):
+        kind = schema.field(job.threshold_column).type
+        raise ConfigError(f"--threshold-column {job.threshold_column!r} holds {kind}, not numbers")
+
+
+def is_number_type(kind: Any) -> bool:
+    """Integers or floats (a column null throughout counts too); a decimal must be cast first."""
+    import pyarrow as pa
+
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
 
 
 def is_text_type(kind: Any) -> bool:
