@@ -11,7 +11,9 @@ the pool loads the model once, in ``__init__``; with ``num_gpus`` Ray gives the 
 ``CUDA_VISIBLE_DEVICES`` and the engine uses the first (``cuda:0`` inside the actor) unless ``device``
 names one. Each batch comes back as an Arrow table: the input columns, then ``output_col`` typed as
 Spark's column (:func:`gliclass_pipelines.core.results.arrow_type`), one result per row in the batch's order,
-null for a null or blank text. Like Spark, Ray Data does not keep the order of blocks unless
+null for a null or blank text. ``labels_col``, ``prompt_col`` and ``threshold_col`` give each row its own
+labels, task prompt and threshold (a null cell takes the job's; an unusable prompt or threshold fails that
+row alone, as ``invalid_option``). Like Spark, Ray Data does not keep the order of blocks unless
 ``DataContext.get_current().execution_options.preserve_order = True``; a result never leaves its row.
 """
 
@@ -45,12 +47,15 @@ class GLiClassPredictor:
         text_col: str,
         output_col: str = "gliclass",
         labels_col: str | None = None,
+        prompt_col: str | None = None,
+        threshold_col: str | None = None,
     ) -> None:
-        _check_columns(config, text_col, output_col, labels_col)
+        _check_columns(config, text_col, output_col, labels_col, prompt_col, threshold_col)
         self.config = config
         self.text_col = text_col
         self.output_col = output_col
         self.labels_col = labels_col
+        self.prompt_col, self.threshold_col = prompt_col, threshold_col
         self.engine_device = _actor_device()
         self.classifier = config.classifier(self.engine_device)
         self.stats = RunStats()
@@ -60,12 +65,22 @@ class GLiClassPredictor:
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_pandas(batch, preserve_index=False)
         texts = table.column(self.text_col).to_pylist()
         row_labels = None if self.labels_col is None else labels_from_arrow(table.column(self.labels_col))
-        records, out = self.config.classify(texts, row_labels, classifier=self.classifier)
+        records, out = self.config.classify(
+            texts,
+            row_labels,
+            classifier=self.classifier,
+            row_prompts=_cells(table, self.prompt_col),
+            row_thresholds=_cells(table, self.threshold_col),
+        )
         log_failed(out.outcomes, offset=self.stats.rows)
         self.stats.add(out.stats)
         if self.output_col in table.column_names:
             table = table.drop_columns([self.output_col])
         return table.append_column(self.output_col, to_arrow(records, self.config.output))
+
+
+def _cells(table: pa.Table, column: str | None) -> list[Any] | None:
+    return None if column is None else table.column(column).to_pylist()
 
 
 def classify_dataset(
@@ -75,6 +90,8 @@ def classify_dataset(
     model: str | os.PathLike[str],
     labels: Any = None,
     labels_col: str | None = None,
+    prompt_col: str | None = None,
+    threshold_col: str | None = None,
     output_col: str = "gliclass",
     batch_format: str = "pyarrow",
     batch_size: int | None = 1024,
@@ -88,7 +105,9 @@ def classify_dataset(
     ``concurrency`` is the actor pool's size (or a (min, max) range), ``num_gpus``/``num_cpus`` each
     actor's resources (torch threads default to the actor's CPUs, so actors do not oversubscribe;
     ``num_cpus`` defaults to 1, or less where the pool would leave Ray's read tasks no CPU),
-    ``batch_size`` the rows one call sorts and cuts into forward passes.
+    ``batch_size`` the rows one call sorts and cuts into forward passes. ``prompt_col`` (strings) and
+    ``threshold_col`` (numbers in [0, 1]) give each row its own prompt and threshold; a null cell takes the
+    job's ``prompt`` and ``threshold``.
     Raises ConfigError here, on the driver, for a bad model string, taxonomy, setting or column.
     """
     if batch_format not in BATCH_FORMATS:
@@ -100,21 +119,24 @@ def classify_dataset(
     # torch threads: the actor's CPUs, as Spark uses the task's
     settings.setdefault("num_threads", max(1, int(num_cpus)))
     config = ClassifyConfig.from_settings(model, labels, per_row_labels=labels_col is not None, **settings)
-    _check_columns(config, text_col, output_col, labels_col)
+    columns = dict(
+        text_col=text_col, labels_col=labels_col, prompt_col=prompt_col, threshold_col=threshold_col
+    )
+    _check_columns(config, text_col, output_col, labels_col, prompt_col, threshold_col)
     names = ds.columns(fetch_if_missing=False)
-    for what, name in (("text_col", text_col), ("labels_col", labels_col)):
+    for what, name in columns.items():
         if names is not None and name is not None and name not in names:
             raise ConfigError(f"{what} {name!r} is not a column of the Dataset; it has {', '.join(names)}")
     if labels_col is not None:
         _check_labels_type(ds, labels_col, batch_format)
+    _check_option_types(ds, prompt_col, threshold_col)
     resources = {k: v for k, v in (("num_gpus", num_gpus), ("num_cpus", num_cpus)) if v is not None}
     return ds.map_batches(
         GLiClassPredictor,
         fn_constructor_kwargs={
             "config": config,
-            "text_col": text_col,
             "output_col": output_col,
-            "labels_col": labels_col,
+            **columns,
         },
         batch_format=batch_format,
         batch_size=batch_size,
@@ -142,6 +164,23 @@ def _check_labels_type(ds: Any, labels_col: str, batch_format: str) -> None:
             f"labels_col {labels_col!r} holds maps ({kind}), which batch_format='pandas' cannot carry; "
             "use batch_format='pyarrow'"
         )
+
+
+def _check_option_types(ds: Any, prompt_col: str | None, threshold_col: str | None) -> None:
+    """Refuse, where the Dataset knows its types, a prompt column that is not strings or a threshold column
+    that is not numbers: every row would fail. A bad cell in a good column fails only its row."""
+    schema = ds.schema(fetch_if_missing=False)
+    if schema is None:
+        return
+    types = dict(zip(schema.names, schema.types))
+    wanted = (
+        ("prompt_col", prompt_col, "strings", (pa.types.is_string, pa.types.is_large_string)),
+        ("threshold_col", threshold_col, "numbers", (pa.types.is_integer, pa.types.is_floating)),
+    )
+    for what, name, kind, tests in wanted:
+        found = types.get(name) if name is not None else None
+        if isinstance(found, pa.DataType) and not any(t(found) for t in (*tests, pa.types.is_null)):
+            raise ConfigError(f"{what} {name!r} must hold {kind}, but it is {found}")
 
 
 def _actor_cpus(ds: Any, num_cpus: Any, actors: int) -> float:
@@ -202,7 +241,14 @@ def _pool(concurrency: Any) -> Any:
     return ActorPoolStrategy(min_size=sizes[0], max_size=sizes[1], max_tasks_in_flight_per_actor=1)
 
 
-def _check_columns(config: ClassifyConfig, text_col: Any, output_col: Any, labels_col: Any) -> None:
+def _check_columns(
+    config: ClassifyConfig,
+    text_col: Any,
+    output_col: Any,
+    labels_col: Any,
+    prompt_col: Any = None,
+    threshold_col: Any = None,
+) -> None:
     for what, name in (("text_col", text_col), ("output_col", output_col)):
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{what} must be a column name, got {name!r}")
@@ -210,8 +256,10 @@ def _check_columns(config: ClassifyConfig, text_col: Any, output_col: Any, label
         raise ConfigError(
             "a per-row labels config needs labels_col, and a shared-labels config must not get one"
         )
-    if labels_col is not None and not isinstance(labels_col, str):
-        raise ConfigError(f"labels_col must be a column name, got {labels_col!r}")
+    optional = (("labels_col", labels_col), ("prompt_col", prompt_col), ("threshold_col", threshold_col))
+    for what, name in optional:
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ConfigError(f"{what} must be a column name, got {name!r}")
 
 
 def _actor_device() -> str | None:

@@ -36,6 +36,7 @@ from gliclass_pipelines.model.sources import load_count  # noqa: E402
 pytestmark = pytest.mark.beam
 
 LABELS = ["libraries", "games", "science", "networking"]
+ASK = "Which kind of software package is this?"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -99,6 +100,8 @@ def test_import_gliclass_pipelines_does_not_import_beam():
         {"labels": ["a"], "text_field": 3},
         {"labels": ["a"], "text_field": ""},
         {"labels": ["a"], "labels_field": ["x"]},
+        {"labels": ["a"], "prompt_field": ""},
+        {"labels": ["a"], "threshold_field": 0.5},
         {"labels": ["a"], "thresold": 0.3},
     ],
 )
@@ -143,6 +146,9 @@ def test_batching_kwargs_weigh_elements_by_tokens(tiny_checkpoint):
     assert weight({"text": short, "labels": ["x"]}) < weight({"text": short})  # 1 label < 4 labels
     assert weight(("key", long)) == weight(long)  # KeyedModelHandler passes (key, example)
     assert weight(42) == 1
+    asking = GLiClassModelHandler(tiny_checkpoint, LABELS, prompt_field="ask").token_weight()
+    assert asking({"text": short, "ask": ASK * 4}) > asking({"text": short, "ask": None})
+    assert asking(("key", {"text": short, "ask": 7})) == asking(short)
 
 
 def test_batching_kwargs_default_is_a_fixed_token_budget(tiny_checkpoint):
@@ -250,6 +256,83 @@ def test_isolating_handler_keeps_failures_per_element(tiny_checkpoint, clf, text
     want = real_run(clf, [texts[0], texts[2]], LABELS).results
     assert_same(results[0].inference, want[0])
     assert_same(results[3].inference, want[1])
+
+
+def test_elements_carry_their_own_prompt_and_threshold(tiny_checkpoint, clf, texts, tmp_path):
+    """A prompt or threshold field gives each element its own (None, NaN or missing: the job's); a bad
+    cell fails its element alone as invalid_option, and every element, in order and on FnApiRunner, is
+    what ClassifyConfig.classify gives for the same cells."""
+    fields = {"prompt_field": "ask", "threshold_field": "cut"}
+    handler = GLiClassModelHandler(tiny_checkpoint, LABELS, threshold=0.0, prompt="Describe it:", **fields)
+    batch = [
+        {"text": texts[0], "ask": ASK, "cut": 0.0},
+        beam.Row(text=texts[1], ask=None, cut=1.0),
+        {"text": texts[2], "cut": 2.0},
+        texts[0],
+        beam.Row(text=texts[3], ask=7, cut=None),
+        {"text": texts[4], "ask": ASK, "cut": float("nan")},
+    ]
+    plain = [texts[0], texts[1], texts[2], texts[0], texts[3], texts[4]]
+    prompts, cuts = [ASK, None, None, None, 7, ASK], [0.0, 1.0, 2.0, None, None, float("nan")]
+    want, out = handler.config.classify(plain, row_prompts=prompts, row_thresholds=cuts, classifier=clf)
+    results = handler.run_inference(batch, clf)
+    assert [r.example for r in results] == batch
+    for i, (result, record) in enumerate(zip(results, want)):
+        if i in (2, 4):
+            assert isinstance(result.inference, gbeam.Failed) and record is None
+            assert result.inference.reason.startswith("invalid row option")
+        else:
+            assert_same(result.inference, record)
+    assert [o.code for o in out.outcomes if o.is_failed] == ["invalid_option"] * 2
+    assert results[1].inference == [] and len(results[0].inference) == len(LABELS)
+    assert [x["score"] for x in results[0].inference] != pytest.approx(
+        [x["score"] for x in results[3].inference], abs=1e-4
+    )  # the same text: its own prompt, not the job's
+
+    elements = [
+        {"id": i, "text": t, "ask": p, "cut": c} for i, (t, p, c) in enumerate(zip(plain, prompts, cuts))
+    ]
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        classified = pipeline | beam.Create(elements) | ClassifyText.from_config(handler.config, **fields)
+        sink(classified.results, tmp_path / "ok", "SinkOk")
+        sink(classified.dead_letters, tmp_path / "dead", "SinkDead")
+    got = {r.example["id"]: r.inference for r in collected(tmp_path / "ok")}
+    assert sorted(got) == [0, 1, 3, 5]
+    for i in got:
+        assert_same(got[i], want[i])
+    dead = sorted(collected(tmp_path / "dead"), key=lambda d: d["element"]["id"])
+    assert [(d["element"]["id"], d["stage"]) for d in dead] == [(2, "inference"), (4, "inference")]
+    stats = gbeam.run_stats(pipeline.result)
+    assert (stats.rows, stats.failed, stats.reasons["invalid_option"]) == (6, 2, 2)
+
+
+def test_isolation_keeps_each_elements_prompt_and_threshold(tiny_checkpoint, clf, texts, monkeypatch):
+    """A batch retried in halves keeps each element's cells with its text."""
+    handler = GLiClassModelHandler(tiny_checkpoint, LABELS, prompt_field="ask", threshold_field="cut")
+    cuts = [0.0, 1.0, None, 0.0, 1.0, 0.0]
+    prompts = [ASK, None, ASK, None, ASK, ASK]
+    batch = [{"text": t, "ask": p, "cut": c} for t, p, c in zip(texts, prompts, cuts)]
+    batch[2]["text"] = "POISON"
+    real_run = Classifier.run
+
+    def run(self, batch_texts, *args, **kwargs):
+        if "POISON" in batch_texts:
+            raise RuntimeError("the engine choked")
+        return real_run(self, batch_texts, *args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "run", run)
+    results = handler.isolating().run_inference(batch, clf)
+    assert results[2].inference == gbeam.Failed("RuntimeError: the engine choked")
+    keep = [0, 1, 3, 4, 5]
+    want, _ = handler.config.classify(
+        [texts[i] for i in keep],
+        row_prompts=[prompts[i] for i in keep],
+        row_thresholds=[cuts[i] for i in keep],
+        classifier=clf,
+    )
+    assert [len(results[i].inference) for i in keep] == [len(LABELS), 0, len(LABELS), 0, len(LABELS)]
+    for i, record in zip(keep, want):
+        assert_same(results[i].inference, record)
 
 
 # ------------------------------------------------------------------------------------------------------

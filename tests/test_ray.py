@@ -91,6 +91,45 @@ def test_per_row_labels_and_two_actors(local_ray, tiny_checkpoint):
     assert_same(table.column("gliclass").to_pylist(), expected(model, texts, labels), "labels")
 
 
+ASK = "Which kind of software package is this?"
+
+
+def test_a_prompt_and_a_threshold_per_row(local_ray, tiny_checkpoint):
+    """prompt_col and threshold_col: a null cell takes the job's, a bad threshold fails only its row (counted
+    as invalid_option), and every row, in order, is what ClassifyConfig.classify gives for the same cells."""
+    from gliclass_pipelines.core.config import ClassifyConfig
+    from gliclass_pipelines.ray_data import GLiClassPredictor, classify_dataset
+
+    model = str(tiny_checkpoint)
+    texts = [TEXTS[0], TEXTS[2], TEXTS[4], TEXTS[0], TEXTS[5], TEXTS[6]]
+    asks = [ASK, None, ASK, None, None, ASK]
+    cuts = [0.0, 1.0, 2.0, None, 0.0, None]
+    table = pa.table({"id": range(6), "text": texts, "ask": asks, "cut": pa.array(cuts, pa.float64())})
+    job = {"labels": LABELS, "threshold": 0.0, "prompt": "Describe the package:"}
+    config = ClassifyConfig.from_settings(model, **job)
+    want, _ = config.classify(texts, row_prompts=asks, row_thresholds=cuts)
+    cells = {"prompt_col": "ask", "threshold_col": "cut"}
+    ds = ray.data.from_arrow([table.slice(0, 3), table.slice(3)])
+    out = classify_dataset(ds, "text", model=model, batch_size=2, **cells, **job)
+    got = pa.concat_tables(ray.get(out.to_arrow_refs()))
+    assert got.column("id").to_pylist() == list(range(6))
+    assert_same(got.column("gliclass").to_pylist(), want, "labels")
+    assert want[2] is None and want[1] == [] and len(want[0]) == len(LABELS)
+    assert [x["score"] for x in want[0]] != pytest.approx([x["score"] for x in want[3]], abs=1e-4)
+
+    with pytest.raises(ConfigError, match="threshold_col 'text' must hold numbers"):
+        classify_dataset(ray.data.from_arrow(table), "text", model=model, threshold_col="text", **job)
+
+    predictor = GLiClassPredictor(config, "text", **cells)
+    direct = predictor(table.to_pandas()).column("gliclass").to_pylist()
+    assert_same(direct, want, "labels")
+    assert (predictor.stats.rows, predictor.stats.failed, predictor.stats.reasons) == (
+        6,
+        1,
+        {"invalid_option": 1},
+    )
+
+
 TREES = [{"software": ["perl", "python"]}, {"topic": ["games", "networking", "documentation"]}]
 
 
@@ -130,6 +169,10 @@ def test_a_map_labels_column_is_each_rows_hierarchy(local_ray, tiny_checkpoint):
         {"labels": LABELS, "batch_format": "numpy"},
         {"labels": LABELS, "num_beams": 2},
         {"labels": LABELS, "text_col": "body"},
+        {"labels": LABELS, "prompt_col": "ask"},
+        {"labels": LABELS, "prompt_col": 3},
+        {"labels": LABELS, "threshold_col": ""},
+        {"labels": LABELS, "prompt_col": "id"},
         {"labels": LABELS, "concurrency": 0},
         {"labels": LABELS, "concurrency": (2, 1, 3)},
     ],

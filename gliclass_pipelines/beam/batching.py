@@ -1,4 +1,5 @@
-"""Beam-side batching for the GLiClass handler: element parsing, token weights and BatchElements arguments.
+"""Beam-side batching for the GLiClass handler: element parsing (text, labels, prompt and threshold cells),
+token weights and BatchElements arguments.
 
 Pure Python over elements and settings: no model. Weights come from the engine's token estimate.
 """
@@ -57,6 +58,20 @@ def extract(element: Any, text_field: str, labels_field: str | None) -> tuple[An
     return text, _check_labels(labels, labels_field)
 
 
+def option_cells(element: Any, prompt_field: str | None, threshold_field: str | None) -> tuple[Any, Any]:
+    """The (prompt, threshold) cells of an element that `extract` accepted: None for a str element, an
+    unset field or a missing one (the job's shared value). The core judges each cell."""
+    return _cell(element, prompt_field), _cell(element, threshold_field)
+
+
+def _cell(element: Any, field: str | None) -> Any:
+    if field is None:
+        return None
+    if isinstance(element, Mapping):
+        return element.get(field)
+    return getattr(element, field, None) if isinstance(element, beam.Row) else None
+
+
 def _check_labels(labels: Any, field: str | None) -> Any:
     """The element's labels: a list of label strings, or its hierarchy (a mapping, or a list of them)."""
     if labels is None or isinstance(labels, Mapping):
@@ -79,7 +94,8 @@ def _unkeyed(element: Any) -> Any:
 
 
 class TokenWeight:
-    """element_size_fn / batch_length_fn: an element's estimated tokens, labels included, at most `limit`."""
+    """element_size_fn / batch_length_fn: an element's estimated tokens, labels and its own prompt included,
+    at most `limit`."""
 
     def __init__(
         self,
@@ -88,20 +104,25 @@ class TokenWeight:
         label_tokens: int,
         cap: int | None,
         limit: int | None = None,
+        prompt_field: str | None = None,
     ) -> None:
-        self.text_field, self.labels_field = text_field, labels_field
+        self.text_field, self.labels_field, self.prompt_field = text_field, labels_field, prompt_field
         self.label_tokens, self.cap, self.limit = label_tokens, cap, limit
 
     def capped(self, limit: int) -> TokenWeight:
-        return TokenWeight(self.text_field, self.labels_field, self.label_tokens, self.cap, limit)
+        fields = (self.text_field, self.labels_field)
+        return TokenWeight(*fields, self.label_tokens, self.cap, limit, self.prompt_field)
 
     def __call__(self, element: Any) -> int:
+        element = _unkeyed(element)
         try:
-            text, labels = extract(_unkeyed(element), self.text_field, self.labels_field)
+            text, labels = extract(element, self.text_field, self.labels_field)
         except ElementError:
             return 1
         label_tokens = self.label_tokens if labels is None else estimate_label_tokens(labels)
-        weight = estimate_tokens(text, self.cap) + label_tokens
+        prompt, _ = option_cells(element, self.prompt_field, None)
+        prompt_tokens = estimate_tokens(prompt) if isinstance(prompt, str) else 0
+        weight = estimate_tokens(text, self.cap) + label_tokens + prompt_tokens
         return min(weight, self.limit) if self.limit else weight
 
 

@@ -18,6 +18,7 @@ from gliclass_pipelines.beam.batching import (
     _check_field,
     batching_kwargs,
     extract,
+    option_cells,
 )
 from gliclass_pipelines.beam.metrics import (
     _metrics,
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 BEAM_ARGS = (
     "text_field",
     "labels_field",
+    "prompt_field",
+    "threshold_field",
     "min_batch_tokens",
     "max_batch_tokens",
     "min_batch_size",
@@ -61,10 +64,33 @@ class _Batch(NamedTuple):
     stats: RunStats
 
 
-def classify_batch(config: ClassifyConfig, texts: list[Any], labels: list[Any], classifier: Any) -> _Batch:
-    """Classify texts whose per-element labels may be None (the engine then uses the job's shared labels)."""
-    own = None if config.labels is not None and all(x is None for x in labels) else labels
-    records, out = config.classify(texts, own, classifier=classifier)
+class Rows(NamedTuple):
+    """The columns of a batch's usable elements, kept aligned: texts, and each one's labels, prompt and
+    threshold cells (None: the job's shared value)."""
+
+    texts: list[Any]
+    labels: list[Any]
+    prompts: list[Any]
+    thresholds: list[Any]
+
+    def part(self, start: int, stop: int) -> Rows:
+        return Rows(*(column[start:stop] for column in self))
+
+
+def _given(cells: list[Any]) -> list[Any] | None:
+    return None if all(cell is None for cell in cells) else cells
+
+
+def classify_batch(config: ClassifyConfig, rows: Rows, classifier: Any) -> _Batch:
+    """Classify rows whose labels, prompts and thresholds may be None (the engine then uses the job's)."""
+    own = rows.labels if config.labels is None else _given(rows.labels)
+    records, out = config.classify(
+        rows.texts,
+        own,
+        classifier=classifier,
+        row_prompts=_given(rows.prompts),
+        row_thresholds=_given(rows.thresholds),
+    )
     return _Batch(records, list(out.outcomes), out.stats)
 
 
@@ -103,6 +129,9 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
             worker when the model loads, never at pipeline construction.
         text_field, labels_field: the fields of a mapping or beam.Row element; a missing or None labels
             field means the shared ``labels``.
+        prompt_field, threshold_field: fields giving each element its own task prompt (a str) and
+            threshold (a number in [0, 1]); a missing or None value means the job's ``prompt`` and
+            ``threshold``, and an unusable one fails that element alone (code ``invalid_option``).
         min_batch_tokens, max_batch_tokens: ``beam.BatchElements`` weighs each element by its estimated
             tokens (``element_size_fn``; text plus labels) and keeps each batch within these bounds. The
             engine then sorts a batch by length and cuts it into model batches of ``batch_tokens``, so
@@ -145,6 +174,8 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
         *,
         text_field: str = "text",
         labels_field: str | None = "labels",
+        prompt_field: str | None = None,
+        threshold_field: str | None = None,
         min_batch_tokens: int | None = None,
         max_batch_tokens: int | None = None,
         min_batch_size: int | None = None,
@@ -157,11 +188,14 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
     ) -> None:
         _check_field(text_field, "text_field", optional=False)
         _check_field(labels_field, "labels_field", optional=True)
+        _check_field(prompt_field, "prompt_field", optional=True)
+        _check_field(threshold_field, "threshold_field", optional=True)
         if config.labels is None and labels_field is None:
             raise ConfigError("give labels, or a labels_field that holds each element's labels")
         self.config = config
         self.model_id = redact(config.model)  # what PredictionResult.model_id, logs and metrics show
         self.text_field, self.labels_field = text_field, labels_field
+        self.prompt_field, self.threshold_field = prompt_field, threshold_field
         self._isolate = False
         batching = batching_kwargs(
             self.token_weight(),
@@ -184,7 +218,9 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
     def token_weight(self) -> TokenWeight:
         shared_labels = self.config.labels.labels if self.config.labels is not None else ()
         cap = text_token_cap(self.config.max_length, self.config.long_text)
-        return TokenWeight(self.text_field, self.labels_field, estimate_label_tokens(shared_labels), cap)
+        label_tokens = estimate_label_tokens(shared_labels)
+        fields = (self.text_field, self.labels_field)
+        return TokenWeight(*fields, label_tokens, cap, prompt_field=self.prompt_field)
 
     # -- the ModelHandler contract ---------------------------------------------------------------------
 
@@ -209,33 +245,35 @@ class GLiClassModelHandler(ModelHandler[Any, PredictionResult, Any]):
         return [PredictionResult(e, x, self.model_id) for e, x in zip(batch, inferences)]
 
     def _parts(self, batch: list[Any], model: Any) -> list[tuple[list[int], _Batch]]:
-        parts, good, texts, labels = [], [], [], []
+        parts, good, rows = [], [], Rows([], [], [], [])
         for i, element in enumerate(batch):
             try:
                 text, own = extract(element, self.text_field, self.labels_field)
             except ElementError as exc:
                 parts.append(([i], _failed_alone(f"ElementError: {exc}", "malformed_element")))
                 continue
+            prompt, threshold = option_cells(element, self.prompt_field, self.threshold_field)
             good.append(i)
-            texts.append(text)
-            labels.append(own)
-        if texts:
-            parts.append((good, self._classify(texts, labels, model)))
+            for column, cell in zip(rows, (text, own, prompt, threshold)):
+                column.append(cell)
+        if good:
+            parts.append((good, self._classify(rows, model)))
         return parts
 
-    def _classify(self, texts: list[Any], labels: list[Any], model: Any) -> _Batch:
+    def _classify(self, rows: Rows, model: Any) -> _Batch:
         if not self._isolate:
-            return classify_batch(self.config, texts, labels, model)
+            return classify_batch(self.config, rows, model)
         try:
-            return classify_batch(self.config, texts, labels, model)
+            return classify_batch(self.config, rows, model)
         except Exception as exc:
-            if len(texts) == 1:
+            n = len(rows.texts)
+            if n == 1:
                 return _failed_alone(f"{type(exc).__name__}: {exc}", "inference_error")
-            logger.warning("a batch of %d failed (%s); retrying it in halves", len(texts), exc)
-            half = len(texts) // 2
-            first = self._classify(texts[:half], labels[:half], model)
-            second = self._classify(texts[half:], labels[half:], model)
-            return _merge(len(texts), (list(range(half)), first), (list(range(half, len(texts))), second))
+            logger.warning("a batch of %d failed (%s); retrying it in halves", n, exc)
+            half = n // 2
+            first = self._classify(rows.part(0, half), model)
+            second = self._classify(rows.part(half, n), model)
+            return _merge(n, (list(range(half)), first), (list(range(half, n)), second))
 
     def update_model_path(self, model_path: str | None = None) -> None:
         """Serve `model_path` from now on (RunInference's model_metadata_pcoll / WatchFilePattern).

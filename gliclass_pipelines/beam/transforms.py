@@ -2,12 +2,14 @@
 
 Everything here is engine glue. The job is a :class:`~gliclass_pipelines.ClassifyConfig`, built and
 validated when the pipeline is constructed; the model is loaded on the worker (``load_model``), where the
-device is resolved, and classification is ``config.classify(texts, row_labels, classifier=model)``.
+device is resolved, and classification is ``config.classify(texts, row_labels, classifier=model,
+row_prompts=..., row_thresholds=...)``.
 
-Elements are ``str``, or a mapping / ``beam.Row`` with a text field and an optional per-element labels
-field. Each output is a ``PredictionResult(example, inference, model_id)`` whose inference is the core's
-record (by default a list of ``{"label", "score"}``; None for a null text; ``Failed(reason)`` for an
-element that could not be classified, alone, so ``with_exception_handling()`` gets only real failures).
+Elements are ``str``, or a mapping / ``beam.Row`` with a text field and optional per-element labels,
+prompt and threshold fields (``labels_field``, ``prompt_field``, ``threshold_field``). Each output is a
+``PredictionResult(example, inference, model_id)`` whose inference is the core's record (by default a
+list of ``{"label", "score"}``; None for a null text; ``Failed(reason)`` for an element that could not be
+classified, alone, so ``with_exception_handling()`` gets only real failures).
 
 Metrics: Beam's own RunInference metrics stay in Beam's namespace; this module's counters, in the
 ``gliclass`` namespace, are named after :class:`~gliclass_pipelines.core.outcomes.RunStats` fields (plus
