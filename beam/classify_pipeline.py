@@ -39,6 +39,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--input_format", choices=("jsonl", "text"), default="jsonl")
     parser.add_argument("--text_field", default="text")
     parser.add_argument("--labels_field", default=None, help="per-record labels field, if any")
+    parser.add_argument("--prompt_field", default=None, help="per-record task prompt field, if any")
+    parser.add_argument("--threshold_field", default=None, help="per-record threshold field, if any")
     parser.add_argument("--result_field", default="predictions")
     parser.add_argument("--dead_letter_output", default=None)
     parser.add_argument("--threshold", type=float, default=0.5)
@@ -108,6 +110,8 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
         num_threads=args.num_threads,
         text_field=args.text_field,
         labels_field=args.labels_field,
+        prompt_field=args.prompt_field,
+        threshold_field=args.threshold_field,
         max_batch_tokens=args.max_batch_tokens,
         min_batch_tokens=args.min_batch_tokens,
         max_batch_duration_secs=args.max_batch_duration_secs,

@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="Hub id[@revision], local directory or URI")
     parser.add_argument("--output", required=True, help="output directory (Parquet)")
     parser.add_argument("--output-col", default="gliclass")
+    parser.add_argument("--prompt-col", default=None, help="a column of per-row task prompts, if any")
+    parser.add_argument("--threshold-col", default=None, help="a column of per-row thresholds, if any")
     parser.add_argument("--output-kind", default="labels", choices=("labels", "top", "scores"))
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--single-label", action="store_true", help="softmax over the labels")
@@ -99,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     spark = SparkSession.builder.appName("gliclass-classify").getOrCreate()
     try:
         df = read_input(spark, args)
-        column = gliclass_udf_from_config(config, args.text_col)
+        column = gliclass_udf_from_config(
+            config, args.text_col, prompt_col=args.prompt_col, threshold_col=args.threshold_col
+        )
         result = df.select(F.col(args.id_col), column.alias(args.output_col))
         result.write.mode(args.mode).parquet(args.output)
         written = spark.read.parquet(args.output)

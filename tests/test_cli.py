@@ -182,7 +182,7 @@ THRESHOLD_CELLS = [0.0, None, 0.9, 0.2]
 BAD_CELL_ROW = 5
 
 
-@pytest.mark.parametrize("runner", ["local", pytest.param("spark", marks=pytest.mark.spark)])
+@pytest.mark.parametrize("runner", ["local", "beam", pytest.param("spark", marks=pytest.mark.spark)])
 def test_prompt_and_threshold_columns(runner, rows, tiny_checkpoint, tmp_path, request):
     """--prompt-column and --threshold-column: each row's own prompt and threshold; a null cell takes the
     job's, a bad cell fails only its row, and the results equal the core's on the same cells."""

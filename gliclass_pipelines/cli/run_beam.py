@@ -46,7 +46,11 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
     shape = _BeamRow(schema, job.result_column, job.output_kind, job.id_column)
     pipeline = beam.Pipeline(options=PipelineOptions(flags))
     classified = read_rows(pipeline, job) | "Classify" >> ClassifyText.from_config(
-        job.config, text_field=job.text_column, labels_field=job.labels_column
+        job.config,
+        text_field=job.text_column,
+        labels_field=job.labels_column,
+        prompt_field=job.prompt_column,
+        threshold_field=job.threshold_column,
     )
     ok = classified.results | "Results" >> beam.Map(lambda r: shape(r.example, r.inference))
     dead = classified.dead_letters | "DeadLetters" >> beam.Map(lambda d: shape(d["element"], None))
