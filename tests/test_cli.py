@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,6 +99,17 @@ def check_output(output: Path, rows: list[dict], expected: dict, *, ordered: boo
     return got
 
 
+def model_loads(output: Path) -> tuple[int, float]:
+    """The model loads and their seconds that a run's _SUCCESS reports."""
+    success = json.loads((output / cli.SUCCESS).read_text())
+    return success["model_loads"], success["model_load_seconds"]
+
+
+def fresh_model(tiny_checkpoint: Path, tmp_path: Path) -> Path:
+    """The tiny checkpoint at a new path: no process (this one, a Spark worker) has loaded it yet."""
+    return Path(shutil.copytree(tiny_checkpoint, tmp_path / "fresh-model"))
+
+
 def result_type(output: Path) -> pa.DataType:
     return pq.read_schema(cli.part_files(output)[0]).field("gliclass").type
 
@@ -147,6 +159,17 @@ def test_local_runner_reads_the_input_once(fmt, inputs, tiny_checkpoint, tmp_pat
     monkeypatch.setattr(readers, "open", counting_open, raising=False)
     assert cli.main(classify_args(inputs[fmt], tmp_path / "out", tiny_checkpoint, "--progress", "log")) == 0
     assert opened == [inputs[fmt]]  # schema, rows and the progress total from one pass
+
+
+def test_local_runner_reports_the_model_load_once(inputs, tiny_checkpoint, tmp_path, capsys):
+    model = fresh_model(tiny_checkpoint, tmp_path)
+    assert cli.main(classify_args(inputs["parquet"], tmp_path / "first", model)) == 0
+    assert "model load    1 load, " in capsys.readouterr().out
+    loads, seconds = model_loads(tmp_path / "first")
+    assert loads == 1 and seconds > 0
+    assert cli.main(classify_args(inputs["parquet"], tmp_path / "again", model)) == 0
+    assert "model load    0 loads, 0.0s" in capsys.readouterr().out  # this process had it loaded
+    assert model_loads(tmp_path / "again") == (0, 0.0)
 
 
 def test_local_runner_writes_several_parts_in_order(inputs, rows, expected, tiny_checkpoint, tmp_path):
@@ -545,6 +568,15 @@ def test_spark_runner(fmt, spark, inputs, rows, expected, tiny_checkpoint, tmp_p
 
 
 @pytest.mark.spark
+def test_spark_runner_reports_the_executors_model_loads(spark, inputs, tiny_checkpoint, tmp_path, capsys):
+    model = fresh_model(tiny_checkpoint, tmp_path)
+    assert cli.main(classify_args(inputs["parquet"], tmp_path / "out", model, "--runner", "spark")) == 0
+    loads, seconds = model_loads(tmp_path / "out")
+    assert 1 <= loads <= 2 and seconds > 0  # once per Python worker that classified (local[2,2]: two)
+    assert f"model load    {loads} load" in capsys.readouterr().out
+
+
+@pytest.mark.spark
 def test_spark_runner_per_row_labels_from_csv_text(spark, rows, tiny_checkpoint, tmp_path):
     source = tmp_path / "rows.csv"
     table = pa.Table.from_pylist([{**r, "candidates": "games, science"} for r in rows[:10]])
@@ -604,3 +636,15 @@ def test_beam_runner_on_jsonl(inputs, rows, expected, tiny_checkpoint, tmp_path,
     assert "done with the beam runner" in out
     truncated = [json.loads((path / cli.SUCCESS).read_text())["truncated"] for path in (local, output)]
     assert truncated[0] == truncated[1] > 0  # the engine's own RunStats, from Beam's metrics
+
+
+@pytest.mark.beam
+def test_beam_runner_reports_the_model_load_once(inputs, tiny_checkpoint, tmp_path, capsys):
+    pytest.importorskip("apache_beam")
+    model = fresh_model(tiny_checkpoint, tmp_path)
+    assert cli.main(classify_args(inputs["jsonl"], tmp_path / "first", model, "--runner", "beam")) == 0
+    assert "model load    1 load, " in capsys.readouterr().out
+    loads, seconds = model_loads(tmp_path / "first")
+    assert loads == 1 and seconds > 0  # from the model_loads and model_load_ms counters
+    assert cli.main(classify_args(inputs["jsonl"], tmp_path / "again", model, "--runner", "beam")) == 0
+    assert model_loads(tmp_path / "again") == (0, 0.0)  # FnApiRunner: this process's registry had it

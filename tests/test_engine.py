@@ -81,13 +81,18 @@ def test_results_keep_input_order_and_nulls(first_clf, debian_texts):
 
 
 def test_run_stats_add_and_round_trip():
-    a, b = RunStats(), RunStats(batches=2, real_tokens=90, padded_tokens=100)
+    a, b = (
+        RunStats(model_loads=1, model_load_seconds=0.5),
+        RunStats(batches=2, real_tokens=90, padded_tokens=100),
+    )
     for outcome in (RowOutcome.ok(), RowOutcome.failed("bad", "invalid_labels"), RowOutcome.null_input("x")):
         a.count(outcome, truncated=outcome.is_ok)
-    total = RunStats().add(a).add(b)
+    total = RunStats().add(a).add(b).add(RunStats(model_loads=1, model_load_seconds=0.25))
     assert (total.rows, total.ok, total.failed, total.null_inputs, total.truncated) == (3, 1, 1, 1, 1)
     assert total.reasons == {"invalid_labels": 1, "null_input": 1} and total.padding_efficiency == 0.9
+    assert (total.model_loads, total.model_load_seconds) == (2, 0.75)
     assert RunStats.from_dict(total.as_dict()) == total and dict(total)["batches"] == 2
+    assert dict(total)["model_loads"] == 2 and "model_load_seconds" not in dict(total)  # integers only
     with pytest.raises(ValueError):
         RunStats.from_dict({"rowz": 1})
     with pytest.raises(ValueError):

@@ -13,6 +13,7 @@ import pytest
 from memory_fs import put_in_memory_fs
 
 from gliclass_pipelines import Classifier, ConfigError, ModelLoadError, UnsupportedModelError
+from gliclass_pipelines.core.outcomes import LoadReport, RunStats
 from gliclass_pipelines.model.sources import (
     DEFAULT_MAX_MODELS,
     MAX_MODELS_ENV,
@@ -110,6 +111,37 @@ def test_four_concurrent_threads_give_one_load(tiny_checkpoint, tmp_path):
         thread.join()
     assert len(got) == 4 and all(clf is got[0] for clf in got)
     assert load_count() - before == 1
+
+
+def test_load_report_is_taken_once():
+    report = LoadReport(0.5)
+    assert report.take() == RunStats(model_loads=1, model_load_seconds=0.5)
+    assert report.take() == RunStats() and LoadReport().take() == RunStats()
+
+
+def test_a_load_is_counted_once_by_the_runs_sharing_the_model(tiny_checkpoint, tmp_path):
+    """Eight threads classify with a model loaded once: one run reports the load, with its seconds; a
+    later registry hit for the same model and its runs report none."""
+    clf = Classifier.load(str(fresh_copy(tiny_checkpoint, tmp_path)), device="cpu")
+    start = threading.Barrier(8)
+    stats: list[RunStats] = []
+
+    def worker() -> None:
+        start.wait()
+        stats.append(clf.run(["a text library", None], ["libs", "games"]).stats)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    total = RunStats()
+    for one in stats:
+        total.add(one)
+    assert len(stats) == 8 and total.rows == 16
+    assert total.model_loads == 1 and total.model_load_seconds == clf.load_seconds > 0
+    again = Classifier.load(str(tmp_path / "copy"), device="cpu")
+    assert again is clf and again.run(["a game"], ["libs", "games"]).stats.model_loads == 0
 
 
 def test_registry_builds_each_key_once_under_contention():

@@ -28,6 +28,7 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
     import pyarrow as pa
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from gliclass_pipelines.beam.metrics import LOAD_MS
     from gliclass_pipelines.beam.transforms import ClassifyText
     from gliclass_pipelines.core.results import arrow_type
 
@@ -63,12 +64,14 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
         )
     )
     result = run_pipeline(pipeline, options)
-    counts = {name: beam_counter(result, name) for name in ("rows", "null_inputs", "failed", "truncated")}
+    names = ("rows", "null_inputs", "failed", "truncated", "model_loads", LOAD_MS)
+    counts = {name: beam_counter(result, name) for name in names}
     if None in counts.values():  # a runner without metrics
         stats_from_output(job, temp, summary)
         summary.truncated = counts["truncated"]
         return
-    add_computed(summary, RunStats(**counts), written_rows(temp))
+    seconds = counts.pop(LOAD_MS) / 1000
+    add_computed(summary, RunStats(**counts, model_load_seconds=seconds), written_rows(temp))
 
 
 def read_rows(pipeline: Any, job: Any) -> Any:

@@ -25,7 +25,7 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
     from gliclass_pipelines.core.results import arrow_type
 
     classifier = job.config.classifier()
-    summary.model_load_seconds = classifier.load_seconds
+    summary.add(classifier.load_report.take())  # none when this process had loaded it already
     schema = job.source.schema
     if job.text_column not in schema.names:  # an empty JSONL file has no columns at all
         schema = pa.schema([pa.field(job.text_column, pa.string())])

@@ -32,6 +32,7 @@ class Summary:
     failed: int = 0
     bad_records: int = 0
     seconds: float = 0.0
+    model_loads: int | None = None  # None: the runner reported no statistics (Spark Connect, say)
     model_load_seconds: float | None = None
     parts: int = 0
     provenance: dict[str, Any] | None = None
@@ -49,7 +50,9 @@ class Summary:
         return rows_per_second(self.rows, self.seconds)
 
     def add(self, stats: Any) -> None:
-        """Add an engine statistics record (RunStats) to the counts."""
+        """Add an engine statistics record (RunStats) to the counts, its model loads included."""
+        self.model_loads = (self.model_loads or 0) + stats.model_loads
+        self.model_load_seconds = (self.model_load_seconds or 0.0) + stats.model_load_seconds
         self.rows += stats.rows
         self.null_inputs += stats.null_inputs
         self.failed += stats.failed
@@ -70,7 +73,10 @@ class Summary:
         def show(value: Any) -> str:
             return "n/a" if value is None else str(value)
 
-        load = "n/a" if self.model_load_seconds is None else f"{self.model_load_seconds:.1f}s"
+        load = "n/a"
+        if self.model_loads is not None:
+            plural = "" if self.model_loads == 1 else "s"
+            load = f"{self.model_loads} load{plural}, {self.model_load_seconds or 0.0:.1f}s"
         return [
             f"gliclass-pipelines: done with the {self.runner} runner in {self.seconds:.1f}s",
             f"  rows          {self.rows}",

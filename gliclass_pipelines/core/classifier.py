@@ -39,7 +39,7 @@ from gliclass_pipelines.core.label_plan import (
     refuse_per_text,
 )
 from gliclass_pipelines.core.long_text import chunk_problem, max_chunk_chars
-from gliclass_pipelines.core.outcomes import Output, RowOutcome, RunStats
+from gliclass_pipelines.core.outcomes import LoadReport, Output, RowOutcome, RunStats
 from gliclass_pipelines.core.per_text import TextOptions, per_text_options, with_rac_examples
 from gliclass_pipelines.core.postprocess import combine, empty_logits, predictions
 from gliclass_pipelines.core.threads import set_threads
@@ -103,6 +103,7 @@ class Classifier:
         self.metrics = RunStats()
         self._lock = threading.Lock()
         self.load_seconds = 0.0
+        self.load_report = LoadReport()  # nothing to report: _load gives a loaded model its own
         if self.encoder.joint_tokenization:
             logger.warning("tokenizer of %s is context-sensitive: tokenizing each row whole", source)
 
@@ -153,6 +154,7 @@ class Classifier:
             max_length=max_length,
         )
         clf.load_seconds = time.perf_counter() - started
+        clf.load_report = LoadReport(clf.load_seconds)
         logger.info("loaded %s on %s (%s, %s) in %.1fs", source, device, dtype, precision, clf.load_seconds)
         return clf
 
@@ -259,6 +261,7 @@ class Classifier:
         outcomes = [RowOutcome.ok() if p is None else p for p in problems]
         for outcome, cut in zip(outcomes, truncated):
             stats.count(outcome, cut)
+        stats.add(self.load_report.take())  # the first run after a load reports it, once
         with self._lock:
             self.metrics.add(stats)
         return Output(results, truncated, outcomes, stats)

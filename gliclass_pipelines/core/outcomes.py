@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import numbers
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -80,6 +81,8 @@ class RunStats(Mapping):
 
     Read it by attribute; it is also a read-only mapping of its integer counters (``stats["rows"]``),
     which is what metric systems want. ``reasons`` counts null and failed rows by their outcome's code.
+    ``model_loads`` counts the models loaded (a process's registry hit is no load), and
+    ``model_load_seconds`` (not a counter: a float) sums their load times.
     """
 
     rows: int = 0
@@ -93,6 +96,8 @@ class RunStats(Mapping):
     real_tokens: int = 0
     padded_tokens: int = 0
     oom_splits: int = 0
+    model_loads: int = 0
+    model_load_seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
 
     COUNTERS: ClassVar[tuple[str, ...]] = (
@@ -107,6 +112,7 @@ class RunStats(Mapping):
         "real_tokens",
         "padded_tokens",
         "oom_splits",
+        "model_loads",
     )
     __hash__ = None  # type: ignore[assignment]
 
@@ -127,6 +133,7 @@ class RunStats(Mapping):
         """Add another run's counts to these (in place); returns self."""
         for name in self.COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.model_load_seconds += other.model_load_seconds
         for code, n in other.reasons.items():
             self.reasons[code] = self.reasons.get(code, 0) + n
         return self
@@ -137,7 +144,8 @@ class RunStats(Mapping):
         return self.real_tokens / self.padded_tokens if self.padded_tokens else 1.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {**{name: getattr(self, name) for name in self.COUNTERS}, "reasons": dict(self.reasons)}
+        counters = {name: getattr(self, name) for name in self.COUNTERS}
+        return {**counters, "model_load_seconds": self.model_load_seconds, "reasons": dict(self.reasons)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunStats:
@@ -145,7 +153,8 @@ class RunStats(Mapping):
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown run statistics: {unknown}")
-        values = {k: int(v) for k, v in data.items() if k != "reasons"}
+        values: dict[str, Any] = {k: int(v) for k, v in data.items() if k in cls.COUNTERS}
+        values["model_load_seconds"] = float(data.get("model_load_seconds", 0.0))
         return cls(**values, reasons={str(k): int(v) for k, v in dict(data.get("reasons") or {}).items()})
 
     def __getitem__(self, name: str) -> int:
@@ -158,6 +167,21 @@ class RunStats(Mapping):
 
     def __len__(self) -> int:
         return len(self.COUNTERS)
+
+
+class LoadReport:
+    """One model load, reported once: the first :meth:`take` returns it as RunStats (``model_loads`` 1 and
+    its seconds), every later one nothing. A model a process loaded once is so counted once, by whichever
+    of the tasks sharing it classifies first; a model that was not loaded (built from objects) has none."""
+
+    def __init__(self, seconds: float | None = None) -> None:
+        self._lock = threading.Lock()
+        self._seconds = seconds
+
+    def take(self) -> RunStats:
+        with self._lock:
+            seconds, self._seconds = self._seconds, None
+        return RunStats() if seconds is None else RunStats(model_loads=1, model_load_seconds=seconds)
 
 
 @dataclass
