@@ -518,7 +518,7 @@ def test_every_flag_has_help_and_help_states_rows_per_second(capsys):
     assert done.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "rows/s: rows over the seconds since the job started" in out
-    assert "--runner {local,spark,beam}" in out and "--output-kind {labels,top,scores}" in out
+    assert "--runner {local,spark,beam}" in out and "--output-kind {labels,top,scores,hierarchical}" in out
 
 
 def test_make_test_model_writes_a_loadable_checkpoint(tmp_path, capsys):

@@ -11,6 +11,7 @@ from typing import Any
 from gliclass_pipelines._common.checks import DEFAULT_THRESHOLD, check_positive_int, split_labels
 from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.cli.job import DEFAULT_RESULT_COLUMN, MODES, RUNNERS, Job
+from gliclass_pipelines.core.results import OUTPUTS
 from gliclass_pipelines.errors import ConfigError
 from gliclass_pipelines.io.ownership import check_output_place
 from gliclass_pipelines.io.provenance import check_column_free
@@ -30,6 +31,11 @@ SUMMARY_HELP = (
     "lines or CSV records that could not be read in full; each is logged with its file and line) and "
     "rows/s: rows over the seconds since the job started, model load and Spark/Beam start-up included "
     "(the progress line uses the same definition)."
+)
+OUTPUT_KIND_HELP = (
+    "labels: the labels over the threshold, best first (default); top: the best label whatever the "
+    "threshold; scores: every label's score; hierarchical: every label's score by its group (a map of "
+    "group path to a map of label to score; the labels must be in groups)"
 )
 
 
@@ -112,10 +118,9 @@ def _add_classification(p: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--output-kind",
-        choices=("labels", "top", "scores"),
+        choices=OUTPUTS,
         default="labels",
-        help="labels: the labels over the threshold, best first (default); top: the best label "
-        "whatever the threshold; scores: every label's score",
+        help=OUTPUT_KIND_HELP,
     )
     group.add_argument(
         "--device", default="auto", help="auto (default: cuda when present), cpu, cuda[:N], mps"

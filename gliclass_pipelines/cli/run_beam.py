@@ -12,6 +12,7 @@ from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.cli.failures import RunnerError, check_model_early, short_error
 from gliclass_pipelines.cli.summary import Summary, add_computed, stats_from_output, written_rows
 from gliclass_pipelines.core.outcomes import RunStats
+from gliclass_pipelines.core.results import as_pairs
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
 from gliclass_pipelines.io.readers import id_of_broken_line, ids_as_text, input_files, misfits
 from gliclass_pipelines.io.readers import lines as limits
@@ -121,8 +122,7 @@ class _BeamRow:
     def __call__(self, element: Any, record: Any) -> dict[str, Any]:
         if not isinstance(element, dict):
             raise RunnerError(f"an input row is not a JSON object: {element!r:.200}")
-        if self.output_kind == "scores" and record is not None:
-            record = list(record.items())
+        record = as_pairs(record, self.output_kind)
         row = ids_as_text(
             {name: element.get(name) for name in self.schema.names}, self.schema, self.id_column
         )

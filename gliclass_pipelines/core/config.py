@@ -16,6 +16,7 @@ from typing import Any
 from gliclass_pipelines._common.checks import DEFAULT_THRESHOLD, check_positive_int, check_threshold
 from gliclass_pipelines._common.redaction import redact
 from gliclass_pipelines.core.encoding import LONG_TEXT_POLICIES
+from gliclass_pipelines.core.hierarchy import groups_of, row_groups
 from gliclass_pipelines.core.label_plan import refuse_per_text
 from gliclass_pipelines.core.per_text import row_options
 from gliclass_pipelines.core.results import check_output, needs_all_labels, shape
@@ -57,6 +58,8 @@ class ClassifyConfig:
             object.__setattr__(self, "labels", Taxonomy.coerce(self.labels))
         check_threshold(self.threshold)
         check_output(self.output)
+        if self.output == "hierarchical" and self.labels is not None:
+            object.__setattr__(self, "_shared_groups", groups_of(self.labels))
         object.__setattr__(self, "device", check_device(self.device))
         object.__setattr__(self, "dtype", check_dtype(self.dtype))
         object.__setattr__(self, "precision", check_precision(self.precision, self.device, self.dtype))
@@ -151,6 +154,7 @@ class ClassifyConfig:
             each = row_options(len(texts), row_prompts, row_thresholds, options.get("prompt"), self.threshold)
             options.update(prompt=each.prompt, threshold=each.threshold)
             problems = each.problems
+        groups, problems = self._groups(len(texts), rows, problems)
         if classifier is None:
             classifier = self.classifier(engine_device)
         out = classifier.run(
@@ -164,7 +168,22 @@ class ClassifyConfig:
             row_problems=problems,
             **options,
         )
-        return shape(out.results, self.output), out
+        return shape(out.results, self.output, groups), out
+
+    def _groups(
+        self, n: int, rows: list[Any] | None, problems: list[Any] | None
+    ) -> tuple[list[Any] | None, list[Any] | None]:
+        """Each row's groups for output="hierarchical" (else None), and the rows that fail for want of
+        groups added to `problems`."""
+        if self.output != "hierarchical":
+            return None, problems
+        shared = getattr(self, "_shared_groups", None)
+        if rows is None:
+            return [shared] * n, problems
+        groups, missing = row_groups(rows, shared)
+        if problems is None:
+            return groups, missing if any(missing) else None
+        return groups, [p or m for p, m in zip(problems, missing)]
 
     def _rows(self, texts: Sequence[Any], row_labels: Sequence[Any] | None) -> list[Any] | None:
         if row_labels is None:

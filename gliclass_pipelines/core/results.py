@@ -2,7 +2,9 @@
 
 - ``labels``: ``array<struct<label:string,score:float>>``, sorted by descending score;
 - ``top``: ``struct<label:string,score:float>``, the best label whatever the threshold;
-- ``scores``: ``map<string,float>`` of every label.
+- ``scores``: ``map<string,float>`` of every label;
+- ``hierarchical``: ``map<string,map<string,float>>``, every label's score by its group's path
+  (:mod:`gliclass_pipelines.core.hierarchy`), as the reference's ``return_hierarchical=True``.
 
 A null input gives a null record. Per-row labels that are null or empty give an empty record
 (``[]``, ``{}``, or null for ``top``).
@@ -10,15 +12,17 @@ A null input gives a null record. Per-row labels that are null or empty give an 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from gliclass_pipelines.errors import ConfigError
 
-OUTPUTS = ("labels", "top", "scores")
+OUTPUTS = ("labels", "top", "scores", "hierarchical")
 SPARK_DDL = {
     "labels": "array<struct<label:string,score:float>>",
     "top": "struct<label:string,score:float>",
     "scores": "map<string,float>",
+    "hierarchical": "map<string,map<string,float>>",
 }
 
 Result = list[dict[str, Any]] | None
@@ -35,12 +39,19 @@ def needs_all_labels(output: str) -> bool:
     return output != "labels"
 
 
-def shape(results: list[Result], output: str) -> list[Any]:
-    """Turn the classifier's per-row results into records of one output kind."""
+def shape(results: list[Result], output: str, groups: Sequence[Any] | None = None) -> list[Any]:
+    """Turn the classifier's per-row results into records of one output kind; "hierarchical" needs each
+    row's groups (:func:`gliclass_pipelines.core.hierarchy.row_groups`)."""
     if output == "labels":
         return results
     if output == "top":
         return [r[0] if r else None for r in results]
+    if output == "hierarchical":
+        from gliclass_pipelines.core.hierarchy import nest
+
+        if groups is None or len(groups) != len(results):
+            raise ValueError("hierarchical records need one row's groups per result")
+        return [nest(r, g) for r, g in zip(results, groups)]
     return [None if r is None else {x["label"]: x["score"] for x in r} for r in results]
 
 
@@ -48,7 +59,9 @@ def arrow_type(output: str) -> Any:
     import pyarrow as pa
 
     item = pa.struct([pa.field("label", pa.string()), pa.field("score", pa.float32())])
-    return {"labels": pa.list_(item), "top": item, "scores": pa.map_(pa.string(), pa.float32())}[
+    scores = pa.map_(pa.string(), pa.float32())
+    nested = pa.map_(pa.string(), scores)
+    return {"labels": pa.list_(item), "top": item, "scores": scores, "hierarchical": nested}[
         check_output(output)
     ]
 
@@ -57,9 +70,16 @@ def to_arrow(records: list[Any], output: str) -> Any:
     """An Arrow array of shaped records (maps as lists of pairs, as Arrow expects)."""
     import pyarrow as pa
 
-    if output == "scores":
-        records = [None if r is None else list(r.items()) for r in records]
-    return pa.array(records, type=arrow_type(output))
+    return pa.array([as_pairs(r, output) for r in records], type=arrow_type(output))
+
+
+def as_pairs(record: Any, output: str) -> Any:
+    """A record with its maps as lists of (key, value) pairs, as Arrow takes them."""
+    if record is None or output not in ("scores", "hierarchical"):
+        return record
+    if output == "hierarchical":
+        return [(group, list(scores.items())) for group, scores in record.items()]
+    return list(record.items())
 
 
 def labels_from_arrow(column: Any) -> list[Any]:

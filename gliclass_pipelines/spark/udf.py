@@ -69,7 +69,8 @@ def gliclass_udf(
     ``settings`` are :class:`~gliclass_pipelines.core.config.ClassifyConfig`'s (threshold, multi_label,
     output, device, dtype, long_text, batch_tokens, max_length, num_threads) and Classifier.run options.
     output="labels" gives ``array<struct<label,score>>`` (the labels over threshold, best first),
-    "top" ``struct<label,score>`` and "scores" ``map<string,float>``. A null text gives null.
+    "top" ``struct<label,score>``, "scores" ``map<string,float>`` and "hierarchical"
+    ``map<string,map<string,float>>`` (group path -> label -> score). A null text gives null.
     Raises ConfigError at once, on the driver, for a bad model string, taxonomy or setting.
     ``stats``: an accumulator from :func:`stats_accumulator`.
     """
