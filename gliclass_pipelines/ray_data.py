@@ -30,6 +30,7 @@ from gliclass_pipelines.core.config import ClassifyConfig
 from gliclass_pipelines.core.outcomes import RunStats, log_failed
 from gliclass_pipelines.core.results import STRUCT_LABELS, has_map, has_struct, labels_from_arrow, to_arrow
 from gliclass_pipelines.errors import ConfigError
+from gliclass_pipelines.io.readers import is_number_type, is_text_type
 
 __all__ = ["BATCH_FORMATS", "GLiClassPredictor", "classify_dataset"]
 
@@ -174,12 +175,12 @@ def _check_option_types(ds: Any, prompt_col: str | None, threshold_col: str | No
         return
     types = dict(zip(schema.names, schema.types))
     wanted = (
-        ("prompt_col", prompt_col, "strings", (pa.types.is_string, pa.types.is_large_string)),
-        ("threshold_col", threshold_col, "numbers", (pa.types.is_integer, pa.types.is_floating)),
+        ("prompt_col", prompt_col, "strings", is_text_type),
+        ("threshold_col", threshold_col, "numbers", is_number_type),
     )
-    for what, name, kind, tests in wanted:
+    for what, name, kind, accepts in wanted:
         found = types.get(name) if name is not None else None
-        if isinstance(found, pa.DataType) and not any(t(found) for t in (*tests, pa.types.is_null)):
+        if isinstance(found, pa.DataType) and not accepts(found):
             raise ConfigError(f"{what} {name!r} must hold {kind}, but it is {found}")
 
 

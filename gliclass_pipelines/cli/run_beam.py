@@ -11,7 +11,6 @@ from gliclass_pipelines._common.checks import split_labels
 from gliclass_pipelines._common.redaction import shorten
 from gliclass_pipelines.cli.failures import RunnerError, check_model_early, short_error
 from gliclass_pipelines.cli.summary import Summary, add_computed, stats_from_output, written_rows
-from gliclass_pipelines.core.outcomes import RunStats
 from gliclass_pipelines.core.results import as_pairs
 from gliclass_pipelines.errors import ConfigError, GLiClassPipelinesError
 from gliclass_pipelines.io.readers import id_of_broken_line, ids_as_text, input_files, misfits
@@ -29,7 +28,7 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
     import pyarrow as pa
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from gliclass_pipelines.beam.metrics import LOAD_MS
+    from gliclass_pipelines.beam.metrics import run_stats
     from gliclass_pipelines.beam.transforms import ClassifyText
     from gliclass_pipelines.core.results import arrow_type
 
@@ -65,14 +64,13 @@ def run(job: Any, temp: Path, summary: Summary) -> None:
         )
     )
     result = run_pipeline(pipeline, options)
-    names = ("rows", "null_inputs", "failed", "truncated", "model_loads", LOAD_MS)
-    counts = {name: beam_counter(result, name) for name in names}
-    if None in counts.values():  # a runner without metrics
+    try:
+        computed = run_stats(result)
+    except Exception:  # not every runner reports metrics
         stats_from_output(job, temp, summary)
-        summary.truncated = counts["truncated"]
+        summary.truncated = None
         return
-    seconds = counts.pop(LOAD_MS) / 1000
-    add_computed(summary, RunStats(**counts, model_load_seconds=seconds), written_rows(temp))
+    add_computed(summary, computed, written_rows(temp))
 
 
 def read_rows(pipeline: Any, job: Any) -> Any:
@@ -166,13 +164,3 @@ def _split_labels(element: Any, field: str) -> Any:
     if isinstance(element, dict) and isinstance(element.get(field), str):
         return {**element, field: split_labels(element[field])}
     return element
-
-
-def beam_counter(result: Any, name: str) -> int | None:
-    from apache_beam.metrics.metric import MetricsFilter
-
-    try:
-        counters = result.metrics().query(MetricsFilter().with_name(name))["counters"]
-    except Exception:  # not every runner reports metrics
-        return None
-    return sum(c.committed or 0 for c in counters) if counters else 0
