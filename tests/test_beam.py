@@ -238,8 +238,9 @@ def test_run_inference_fails_a_malformed_element_alone(tiny_checkpoint, clf, tex
         assert failed.inference.reason.startswith("ElementError")
 
 
-def test_isolating_handler_keeps_failures_per_element(tiny_checkpoint, clf, texts, monkeypatch):
-    handler = GLiClassModelHandler(tiny_checkpoint, LABELS).isolating()
+def poison_the_engine(monkeypatch):
+    """Make the engine raise for any call whose texts include "POISON", as a broken batch would; returns
+    the real Classifier.run."""
     real_run = Classifier.run
 
     def run(self, batch_texts, *args, **kwargs):
@@ -248,6 +249,12 @@ def test_isolating_handler_keeps_failures_per_element(tiny_checkpoint, clf, text
         return real_run(self, batch_texts, *args, **kwargs)
 
     monkeypatch.setattr(Classifier, "run", run)
+    return real_run
+
+
+def test_isolating_handler_keeps_failures_per_element(tiny_checkpoint, clf, texts, monkeypatch):
+    handler = GLiClassModelHandler(tiny_checkpoint, LABELS).isolating()
+    real_run = poison_the_engine(monkeypatch)
     batch = [texts[0], "POISON", {"text": texts[1], "labels": 5}, texts[2]]
     results = handler.run_inference(batch, clf)
     assert [r.example for r in results] == batch
@@ -313,14 +320,7 @@ def test_isolation_keeps_each_elements_prompt_and_threshold(tiny_checkpoint, clf
     prompts = [ASK, None, ASK, None, ASK, ASK]
     batch = [{"text": t, "ask": p, "cut": c} for t, p, c in zip(texts, prompts, cuts)]
     batch[2]["text"] = "POISON"
-    real_run = Classifier.run
-
-    def run(self, batch_texts, *args, **kwargs):
-        if "POISON" in batch_texts:
-            raise RuntimeError("the engine choked")
-        return real_run(self, batch_texts, *args, **kwargs)
-
-    monkeypatch.setattr(Classifier, "run", run)
+    poison_the_engine(monkeypatch)
     results = handler.isolating().run_inference(batch, clf)
     assert results[2].inference == gbeam.Failed("RuntimeError: the engine choked")
     keep = [0, 1, 3, 4, 5]
